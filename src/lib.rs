@@ -1,0 +1,16 @@
+//! # tagllm
+//!
+//! Tag-LLM (Shen et al., ICML 2024) on a small quantised LLM: learned *input tags* — short
+//! runs of continuous vectors — are spliced into the input embeddings of a frozen
+//! SmolLM2-135M to predict chemistry and biology properties.
+//!
+//! Data flows one way, one module per arrow:
+//! `input` (validate SMILES / proteins) → `tags` (template → prompt segments) →
+//! `model` (forward pass) → `predict` (read-out → head → number).
+
+pub mod error;
+pub mod input;
+pub mod metrics;
+pub mod model;
+
+pub use error::{Error, Result};

@@ -1,0 +1,389 @@
+//! The Llama forward pass over quantised GGUF weights, taking *embeddings* as input so that
+//! tag vectors can be spliced in where token embeddings would be.
+//!
+//! ```text
+//! segments ──embed()──▶ [b, s, d] ──30 × (RMSNorm → GQA attention → + → RMSNorm → SwiGLU → +)──▶
+//!          final RMSNorm ──▶ hidden states [b, s, d] ──(tied) token_embd ᵀ──▶ logits
+//! ```
+//!
+//! Two execution modes share one code path: [`Mode::Infer`] uses candle's fused kernels and the
+//! quantised matmul; [`Mode::Train`] uses differentiable formulations so gradients reach the tag
+//! vectors (the weights themselves are never trained).
+
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
+
+use super::gguf::{Config, GgufFile};
+use crate::error::{Error, Result};
+
+/// Which kernels to use. Training needs every op on the path to the tags to have a backward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Infer,
+    Train,
+}
+
+/// One piece of a model input: text tokens, or a block of continuous vectors (a tag).
+#[derive(Debug, Clone)]
+pub enum Segment {
+    Tokens(Vec<u32>),
+    /// `[p, d]` vectors placed where `p` token embeddings would be.
+    Vectors(Tensor),
+}
+
+impl Segment {
+    pub fn len(&self) -> usize {
+        match self {
+            Segment::Tokens(t) => t.len(),
+            Segment::Vectors(v) => v.dims().first().copied().unwrap_or(0),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    wo: QMatMul,
+    ffn_norm: Tensor,
+    w_gate: QMatMul,
+    w_up: QMatMul,
+    w_down: QMatMul,
+}
+
+/// Keys and values of the positions seen so far, per layer: `[b, n_kv_head, t, head_dim]`.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+    len: usize,
+    batch: usize,
+}
+
+impl KvCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Batch size held (1 for a shared prefix).
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    /// The same cache with every tensor detached from the autograd graph.
+    pub fn detach(&self) -> Self {
+        Self {
+            layers: self.layers.iter().map(|(k, v)| (k.detach(), v.detach())).collect(),
+            len: self.len,
+            batch: self.batch,
+        }
+    }
+}
+
+/// The transformer: weights plus rotary tables.
+pub struct Llama {
+    pub config: Config,
+    /// Q8_0 token embedding, also the output projection (tied).
+    embedding: Arc<QTensor>,
+    lm_head: QMatMul,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+}
+
+fn rope_tables(config: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = config.head_dim / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| 1.0 / config.rope_base.powf(2.0 * i as f32 / config.head_dim as f32))
+        .collect();
+    let n = config.context_length;
+    let mut angles = Vec::with_capacity(n * half);
+    for pos in 0..n {
+        angles.extend(inv.iter().map(|f| pos as f32 * f));
+    }
+    let angles = Tensor::from_vec(angles, (n, half), device)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+impl Llama {
+    /// Builds the model from a checked GGUF file. With `dequantize`, every matrix is expanded
+    /// to f32 (exactly the quantised values), which training needs for its backward pass.
+    pub fn from_gguf(file: &GgufFile, dequantize: bool) -> Result<Self> {
+        let device = Device::Cpu;
+        let mut reader = std::io::Cursor::new(&file.bytes);
+        let mut qtensor = |name: &str| -> Result<QTensor> {
+            file.content
+                .tensor(&mut reader, name, &device)
+                .map_err(|e| Error::model(format!("tensor `{name}`: {e}")))
+        };
+        let mut matmul = |name: &str| -> Result<QMatMul> {
+            let t = qtensor(name)?;
+            Ok(if dequantize {
+                QMatMul::Tensor(t.dequantize(&device)?)
+            } else {
+                QMatMul::from_qtensor(t)?
+            })
+        };
+        let config = file.config.clone();
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            let p = format!("blk.{i}");
+            layers.push(Layer {
+                wq: matmul(&format!("{p}.attn_q.weight"))?,
+                wk: matmul(&format!("{p}.attn_k.weight"))?,
+                wv: matmul(&format!("{p}.attn_v.weight"))?,
+                wo: matmul(&format!("{p}.attn_output.weight"))?,
+                w_gate: matmul(&format!("{p}.ffn_gate.weight"))?,
+                w_up: matmul(&format!("{p}.ffn_up.weight"))?,
+                w_down: matmul(&format!("{p}.ffn_down.weight"))?,
+                attn_norm: Tensor::zeros(1, DType::F32, &device)?,
+                ffn_norm: Tensor::zeros(1, DType::F32, &device)?,
+            });
+        }
+        let vector = |name: &str| -> Result<Tensor> {
+            let t = file
+                .content
+                .tensor(&mut std::io::Cursor::new(&file.bytes), name, &device)
+                .map_err(|e| Error::model(format!("tensor `{name}`: {e}")))?;
+            Ok(t.dequantize(&device)?)
+        };
+        for (i, layer) in layers.iter_mut().enumerate() {
+            layer.attn_norm = vector(&format!("blk.{i}.attn_norm.weight"))?;
+            layer.ffn_norm = vector(&format!("blk.{i}.ffn_norm.weight"))?;
+        }
+        let norm = vector("output_norm.weight")?;
+        let embedding = Arc::new(
+            file.content
+                .tensor(&mut std::io::Cursor::new(&file.bytes), "token_embd.weight", &device)
+                .map_err(|e| Error::model(format!("tensor `token_embd.weight`: {e}")))?,
+        );
+        let lm_head = if dequantize {
+            QMatMul::Tensor(embedding.dequantize(&device)?)
+        } else {
+            QMatMul::from_arc(embedding.clone())?
+        };
+        let (cos, sin) = rope_tables(&config, &device)?;
+        Ok(Self { config, embedding, lm_head, layers, norm, cos, sin, device })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Token embeddings `[n, d]` of `ids` (rows of the Q8_0 table, dequantised on the fly).
+    pub fn embed_tokens(&self, ids: &[u32]) -> Result<Tensor> {
+        let vocab = self.config.vocab as u32;
+        if let Some(bad) = ids.iter().find(|&&id| id >= vocab) {
+            return Err(Error::Usage(format!("token id {bad} is outside the vocabulary ({vocab})")));
+        }
+        let ids = Tensor::new(ids, &self.device)?;
+        Ok(self.embedding.embedding(&ids)?)
+    }
+
+    /// The whole vocabulary's embeddings `[vocab, d]` (used to initialise and inspect tags).
+    pub fn embedding_table(&self) -> Result<Tensor> {
+        Ok(self.embedding.dequantize(&self.device)?)
+    }
+
+    /// Embeds one input made of segments into `[len, d]`.
+    pub fn embed(&self, segments: &[Segment]) -> Result<Tensor> {
+        let d = self.config.hidden;
+        let mut parts = Vec::with_capacity(segments.len());
+        for seg in segments {
+            match seg {
+                Segment::Tokens(ids) if ids.is_empty() => {}
+                Segment::Tokens(ids) => parts.push(self.embed_tokens(ids)?),
+                Segment::Vectors(v) => {
+                    let dims = v.dims();
+                    if dims.len() != 2 || dims[1] != d {
+                        return Err(Error::Usage(format!(
+                            "tag vectors have shape {dims:?}, the model needs [p, {d}]"
+                        )));
+                    }
+                    parts.push(v.to_dtype(DType::F32)?);
+                }
+            }
+        }
+        if parts.is_empty() {
+            return Err(Error::Usage("empty model input".into()));
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// Embeds several inputs and right-pads them with zeros to `[b, max_len, d]`.
+    /// Right padding is safe under causal attention: no real position attends to padding.
+    pub fn embed_batch(&self, inputs: &[Vec<Segment>]) -> Result<(Tensor, Vec<usize>)> {
+        let embeds = inputs.iter().map(|segs| self.embed(segs)).collect::<Result<Vec<_>>>()?;
+        let lens: Vec<usize> = embeds.iter().map(|e| e.dims()[0]).collect();
+        let max = lens.iter().copied().max().unwrap_or(0);
+        let padded = embeds
+            .into_iter()
+            .map(|e| {
+                let n = e.dims()[0];
+                if n == max {
+                    Ok(e)
+                } else {
+                    let pad = Tensor::zeros((max - n, self.config.hidden), DType::F32, &self.device)?;
+                    Tensor::cat(&[e, pad], 0)
+                }
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok((Tensor::stack(&padded, 0)?, lens))
+    }
+
+    /// Runs the transformer over `x` (`[b, s, d]`), continuing after the positions in `cache`
+    /// and appending this call's keys and values to it. A cache of batch 1 (a shared prefix) is
+    /// broadcast over a larger batch. Returns final-norm hidden states `[b, s, d]`.
+    pub fn forward(&self, x: &Tensor, cache: &mut KvCache, mode: Mode) -> Result<Tensor> {
+        let (b, s, d) = x.dims3()?;
+        if d != self.config.hidden {
+            return Err(Error::Usage(format!("input width {d}, model width {}", self.config.hidden)));
+        }
+        let start = cache.len;
+        if start + s > self.config.context_length {
+            return Err(Error::Usage(format!(
+                "input of {} positions exceeds the model's context of {}",
+                start + s,
+                self.config.context_length
+            )));
+        }
+        if !cache.is_empty() && cache.batch != b && cache.batch != 1 {
+            return Err(Error::Usage(format!(
+                "cache batch {} does not fit input batch {b}",
+                cache.batch
+            )));
+        }
+        let cos = self.cos.narrow(0, start, s)?;
+        let sin = self.sin.narrow(0, start, s)?;
+        let mask = if s > 1 { Some(causal_mask(s, start, &self.device)?) } else { None };
+        let eps = self.config.rms_eps as f32;
+        let mut h = x.clone();
+        let mut new_layers = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let past = cache.layers.get(i);
+            let normed = rms_norm(&h, &layer.attn_norm, eps, mode)?;
+            let (attn, kv) = self.attention(layer, &normed, past, b, &cos, &sin, mask.as_ref(), mode)?;
+            new_layers.push(kv);
+            h = (h + attn)?;
+            let normed = rms_norm(&h, &layer.ffn_norm, eps, mode)?;
+            let gate = layer.w_gate.forward(&normed)?;
+            let up = layer.w_up.forward(&normed)?;
+            let mlp = layer.w_down.forward(&(candle_nn::ops::silu(&gate)? * up)?)?;
+            h = (h + mlp)?;
+        }
+        cache.layers = new_layers;
+        cache.len = start + s;
+        cache.batch = b;
+        Ok(rms_norm(&h, &self.norm, eps, mode)?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        past: Option<&(Tensor, Tensor)>,
+        b: usize,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        mode: Mode,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
+        let c = &self.config;
+        let (_, s, _) = x.dims3()?;
+        let q = layer.wq.forward(x)?.reshape((b, s, c.n_head, c.head_dim))?.transpose(1, 2)?;
+        let k = layer.wk.forward(x)?.reshape((b, s, c.n_kv_head, c.head_dim))?.transpose(1, 2)?;
+        let v = layer.wv.forward(x)?.reshape((b, s, c.n_kv_head, c.head_dim))?.transpose(1, 2)?;
+        let q = rope(&q.contiguous()?, cos, sin, mode)?;
+        let k = rope(&k.contiguous()?, cos, sin, mode)?;
+        let v = v.contiguous()?;
+        let (k, v) = match past {
+            None => (k, v),
+            Some((pk, pv)) => {
+                let (pk, pv) = if pk.dims()[0] != b {
+                    let shape = (b, c.n_kv_head, pk.dims()[2], c.head_dim);
+                    (pk.broadcast_as(shape)?.contiguous()?, pv.broadcast_as(shape)?.contiguous()?)
+                } else {
+                    (pk.clone(), pv.clone())
+                };
+                (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?)
+            }
+        };
+        let t = k.dims()[2];
+        let rep = c.n_head / c.n_kv_head;
+        // Grouped-query attention: each key/value head serves `rep` query heads. Folding the
+        // query heads of a group into the row dimension lets one matmul serve the group.
+        let q = q.reshape((b, c.n_kv_head, rep * s, c.head_dim))?;
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let mut att = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(mask) = mask {
+            // mask is [s, t]; rows of the folded queries repeat it `rep` times.
+            let att5 = att.reshape((b, c.n_kv_head, rep, s, t))?;
+            att = att5.broadcast_add(mask)?.reshape((b, c.n_kv_head, rep * s, t))?;
+        }
+        let att = match mode {
+            Mode::Infer => candle_nn::ops::softmax_last_dim(&att)?,
+            Mode::Train => candle_nn::ops::softmax(&att, D::Minus1)?,
+        };
+        let y = att.matmul(&v)?; // [b, kv, rep*s, hd]
+        let y = y
+            .reshape((b, c.n_head, s, c.head_dim))?
+            .transpose(1, 2)?
+            .reshape((b, s, c.n_head * c.head_dim))?;
+        Ok((layer.wo.forward(&y)?, (k, v)))
+    }
+
+    /// Logits over the vocabulary for hidden states `[.., d]` (tied output embedding).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        if hidden.rank() == 1 {
+            return Ok(self.lm_head.forward(&hidden.unsqueeze(0)?)?.squeeze(0)?);
+        }
+        Ok(self.lm_head.forward(hidden)?)
+    }
+
+    /// Hidden states `[b, d]` at one position per batch row.
+    pub fn gather_positions(hidden: &Tensor, positions: &[usize]) -> Result<Tensor> {
+        let rows = positions
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| hidden.i((i, p)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&rows, 0)?)
+    }
+}
+
+/// Additive causal mask `[s, start + s]`: 0 where position `i` may see `j`, −∞ elsewhere.
+fn causal_mask(s: usize, start: usize, device: &Device) -> Result<Tensor> {
+    let t = start + s;
+    let data: Vec<f32> = (0..s)
+        .flat_map(|i| (0..t).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(data, (s, t), device)?)
+}
+
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32, mode: Mode) -> candle_core::Result<Tensor> {
+    match mode {
+        Mode::Infer => candle_nn::ops::rms_norm(x, weight, eps),
+        Mode::Train => candle_nn::ops::rms_norm_slow(x, weight, eps),
+    }
+}
+
+/// Interleaved rotary embedding (GGUF stores Q/K permuted for it).
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+    match mode {
+        Mode::Infer => candle_nn::rotary_emb::rope_i(x, cos, sin),
+        Mode::Train => candle_nn::rotary_emb::rope_i_slow(x, cos, sin),
+    }
+}

@@ -1,0 +1,152 @@
+//! The base language model: GGUF loading ([`gguf`]), the tokenizer rebuilt from its metadata
+//! ([`tokenizer`]) and the forward pass that accepts spliced-in tag vectors ([`llama`]).
+
+pub mod gguf;
+pub mod llama;
+pub mod tokenizer;
+
+pub use gguf::{Config, GgufFile, ModelIdentity, DEFAULT_MODEL_PATH, DEFAULT_MODEL_SHA256};
+pub use llama::{KvCache, Llama, Mode, Segment};
+pub use tokenizer::{TextTokenizer, TokenStream};
+
+use candle_core::{DType, IndexOp, Tensor};
+
+use crate::error::Result;
+
+/// A loaded model: weights, tokenizer and the identity that tag files are checked against.
+pub struct Model {
+    pub llama: Llama,
+    pub tokenizer: TextTokenizer,
+    pub identity: ModelIdentity,
+}
+
+/// How to pick the next token.
+#[derive(Debug, Clone, Copy)]
+pub struct Sampling {
+    /// 0 means greedy.
+    pub temperature: f64,
+    pub top_p: f64,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self { temperature: 0.0, top_p: 0.95, seed: 42 }
+    }
+}
+
+impl Model {
+    /// Loads a model file from disk (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        Self::from_gguf(GgufFile::open(path)?, false)
+    }
+
+    /// Loads a model from the bytes of a GGUF file.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        Self::from_gguf(GgufFile::from_bytes(bytes)?, false)
+    }
+
+    /// Builds the model; `dequantize` expands weights to f32 for training.
+    pub fn from_gguf(file: GgufFile, dequantize: bool) -> Result<Self> {
+        let tokenizer = TextTokenizer::from_gguf(&file.content)?;
+        let llama = Llama::from_gguf(&file, dequantize)?;
+        Ok(Self { llama, tokenizer, identity: file.identity })
+    }
+
+    /// Generates up to `max_tokens` tokens after `segments`, calling `on_text` with each piece of
+    /// text as soon as it is complete. Returns the generated token ids.
+    pub fn generate(
+        &self,
+        segments: &[Segment],
+        max_tokens: usize,
+        sampling: Sampling,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Vec<u32>> {
+        let mut cache = KvCache::new();
+        let x = self.llama.embed(segments)?.unsqueeze(0)?;
+        let hidden = self.llama.forward(&x, &mut cache, Mode::Infer)?;
+        let last = hidden.dim(1)? - 1;
+        let mut logits = self.llama.logits(&hidden.i((0, last))?)?;
+        let mut rng = SplitMix64(sampling.seed);
+        let mut out = Vec::new();
+        let mut stream = TokenStream::new(&self.tokenizer);
+        for _ in 0..max_tokens {
+            let next = pick(&logits, sampling, &mut rng)?;
+            if self.tokenizer.is_eos(next) {
+                break;
+            }
+            out.push(next);
+            if let Some(piece) = stream.push(next)? {
+                if !on_text(&piece) {
+                    break;
+                }
+            }
+            if cache.len() + 1 > self.llama.config.context_length {
+                break;
+            }
+            let x = self.llama.embed_tokens(&[next])?.unsqueeze(0)?;
+            let hidden = self.llama.forward(&x, &mut cache, Mode::Infer)?;
+            logits = self.llama.logits(&hidden.i((0, 0))?)?;
+        }
+        Ok(out)
+    }
+}
+
+/// A tiny deterministic generator: sampling must be reproducible and work in wasm without an
+/// entropy source.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn pick(logits: &Tensor, sampling: Sampling, rng: &mut SplitMix64) -> Result<u32> {
+    let logits: Vec<f32> = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let argmax = || {
+        logits
+            .iter()
+            .enumerate()
+            .fold((0usize, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+            .0 as u32
+    };
+    if sampling.temperature <= 0.0 {
+        return Ok(argmax());
+    }
+    let t = sampling.temperature as f32;
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut probs: Vec<(u32, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i as u32, (((l - max) / t) as f64).exp()))
+        .collect();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = probs.iter().map(|p| p.1).sum();
+    // Nucleus: keep the smallest set of tokens whose mass reaches top_p.
+    let mut kept = 0.0;
+    let mut cut = probs.len();
+    for (i, p) in probs.iter().enumerate() {
+        kept += p.1 / total;
+        if kept >= sampling.top_p {
+            cut = i + 1;
+            break;
+        }
+    }
+    let probs = &probs[..cut];
+    let mass: f64 = probs.iter().map(|p| p.1).sum();
+    let mut r = rng.next_f64() * mass;
+    for p in probs {
+        r -= p.1;
+        if r <= 0.0 {
+            return Ok(p.0);
+        }
+    }
+    Ok(probs.last().map(|p| p.0).unwrap_or_else(argmax))
+}
