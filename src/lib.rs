@@ -12,5 +12,7 @@ pub mod error;
 pub mod input;
 pub mod metrics;
 pub mod model;
+pub mod predict;
+pub mod tags;
 
 pub use error::{Error, Result};

@@ -1,0 +1,309 @@
+//! The subcommands. Each loads what it needs, does its work, and reports per-input problems
+//! without stopping.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use tagllm::input::{parse_csv, read_records, InputKind, Record};
+use tagllm::metrics;
+use tagllm::model::{Model, Sampling};
+use tagllm::predict::Predictor;
+use tagllm::tags::{InputType, OutputKind, TagLibrary};
+
+use crate::output::{csv_field, number, progress};
+use crate::{Cli, Command, Format, TagsAction};
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Generate { prompt, max_tokens, temperature, top_p, seed } => {
+            let model = Model::load(&cli.model)?;
+            let library = load_library(&cli.tags, &model, false)?;
+            let segments = library.splice(prompt, &model.tokenizer)?;
+            let sampling = Sampling { temperature: *temperature, top_p: *top_p, seed: *seed };
+            let mut out = std::io::stdout().lock();
+            model.generate(&segments, *max_tokens, sampling, |piece| {
+                let _ = out.write_all(piece.as_bytes());
+                out.flush().is_ok()
+            })?;
+            writeln!(out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Predict { tag, input, column, protein, protein_file, format, batch } => {
+            let model = Model::load(&cli.model)?;
+            let library = load_library(&cli.tags, &model, true)?;
+            let mut predictor = Predictor::new(&model, &library, tag)?;
+            predictor.batch_size = *batch;
+            let protein = match (protein, protein_file) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+                ),
+                (None, None) => None,
+            };
+            let (records, varying, fixed) = plan_inputs(&predictor, input, column.as_deref(), protein)?;
+            let items: Vec<Vec<String>> =
+                records.iter().map(|r| assemble(&predictor, varying, &fixed, &r.text)).collect();
+            let bar = progress(items.len(), "predict");
+            let results = predictor.predict_with_progress(&items, |done, _| {
+                bar.set_position(done as u64);
+                true
+            });
+            bar.finish_and_clear();
+            write_predictions(&records, &results, *format, &predictor)?;
+            let failed = results.iter().filter(|r| r.is_err()).count();
+            eprintln!("predicted {} of {} inputs{}", results.len() - failed, results.len(),
+                if failed > 0 { format!("; {failed} could not be predicted (see the error column)") } else { String::new() });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { tag, data, input_col, target_col, protein_col, limit, batch, predictions } => {
+            let model = Model::load(&cli.model)?;
+            let library = load_library(&cli.tags, &model, true)?;
+            let mut predictor = Predictor::new(&model, &library, tag)?;
+            predictor.batch_size = *batch;
+            let report = evaluate(&predictor, data, input_col, target_col, protein_col.as_deref(), *limit, predictions.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tags { action } => {
+            let model = Model::load(&cli.model)?;
+            let (library, errors) = TagLibrary::load_dir(&cli.tags, &model.identity)?;
+            match action {
+                TagsAction::List => {
+                    println!("{:<18} {:<9} {:>3}  {:<22} {}", "NAME", "KIND", "P", "PREDICTS", "DESCRIPTION");
+                    for t in library.iter() {
+                        let m = &t.meta;
+                        let predicts = match (&m.output, &m.target, &m.input) {
+                            (Some(OutputKind::BinaryClassification), _, _) => "probability".to_string(),
+                            (_, Some(t), _) => format!("{} {}", t.name, t.units).trim().to_string(),
+                            (_, _, Some(InputType::Smiles)) => "marks SMILES".into(),
+                            (_, _, Some(InputType::Protein)) => "marks proteins".into(),
+                            _ => "-".into(),
+                        };
+                        let kind = format!("{:?}", m.kind).to_lowercase();
+                        println!("{:<18} {:<9} {:>3}  {:<22} {}", m.name, kind, m.p, predicts, m.description);
+                    }
+                    for e in &errors {
+                        eprintln!("skipped: {e}");
+                    }
+                }
+                TagsAction::Show { name } => {
+                    let t = library.get(name)?;
+                    let mut v = serde_json::to_value(&t.meta)?;
+                    v["vectors_sha256"] = json!(t.vectors_sha256);
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads the tag folder; broken files are reported on stderr and skipped. A missing folder is
+/// an error only when tags are needed.
+fn load_library(dir: &Path, model: &Model, required: bool) -> Result<TagLibrary> {
+    if !dir.exists() && !required {
+        return Ok(TagLibrary::new());
+    }
+    let (library, errors) = TagLibrary::load_dir(dir, &model.identity)?;
+    for e in errors {
+        eprintln!("warning: skipped {e}");
+    }
+    Ok(library)
+}
+
+/// Decides which slot the input lines fill and which slots are fixed (the protein of a
+/// two-input tag). Returns the records, the varying slot's index and the fixed values.
+fn plan_inputs(
+    predictor: &Predictor,
+    input: &str,
+    column: Option<&str>,
+    protein: Option<String>,
+) -> Result<(Vec<Record>, usize, Vec<Option<String>>)> {
+    let slots = predictor.slots();
+    let mut fixed: Vec<Option<String>> = vec![None; slots.len()];
+    let varying = if slots.len() == 1 {
+        if let Some(p) = protein {
+            if slots[0].kind != InputType::Protein {
+                bail!("tag `{}` takes no protein", predictor.tag().name());
+            }
+            // One protein on the command line: it is the only input.
+            return Ok((vec![Record { line: 1, text: p.trim().to_string() }], 0, fixed));
+        }
+        0
+    } else {
+        let Some(p) = slots.iter().position(|s| s.kind == InputType::Protein) else {
+            bail!("tag `{}` takes {} inputs; this command feeds one list plus one protein", predictor.tag().name(), slots.len());
+        };
+        let Some(protein) = protein else {
+            bail!("tag `{}` needs a protein: pass --protein SEQ or --protein-file FILE", predictor.tag().name());
+        };
+        fixed[p] = Some(protein);
+        (0..slots.len()).find(|&i| i != p).unwrap_or(0)
+    };
+    let kind = match slots[varying].kind {
+        InputType::Smiles => InputKind::Smiles,
+        InputType::Protein => InputKind::Protein,
+    };
+    let (text, name) = if input == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("cannot read standard input")?;
+        (s, None)
+    } else {
+        let bytes = std::fs::read(input).with_context(|| format!("cannot read {input}"))?;
+        (String::from_utf8_lossy(&bytes).into_owned(), Some(input))
+    };
+    let records = read_records(&text, name, column, kind)?;
+    Ok((records, varying, fixed))
+}
+
+fn assemble(predictor: &Predictor, varying: usize, fixed: &[Option<String>], text: &str) -> Vec<String> {
+    (0..predictor.slots().len())
+        .map(|i| if i == varying { text.to_string() } else { fixed[i].clone().unwrap_or_default() })
+        .collect()
+}
+
+/// How an input is shown in the output: a FASTA record by its header line.
+fn shown(text: &str) -> &str {
+    if text.starts_with('>') {
+        text.lines().next().unwrap_or(text)
+    } else {
+        text
+    }
+}
+
+fn write_predictions(
+    records: &[Record],
+    results: &[std::result::Result<f64, String>],
+    format: Format,
+    predictor: &Predictor,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Csv => {
+            writeln!(out, "input,prediction,error")?;
+            for (r, res) in records.iter().zip(results) {
+                let (value, err) = match res {
+                    Ok(v) => (number(*v), String::new()),
+                    Err(e) => (String::new(), e.clone()),
+                };
+                writeln!(out, "{},{},{}", csv_field(shown(&r.text)), value, csv_field(&err))?;
+            }
+        }
+        Format::Json => {
+            let target = predictor.tag().meta.target.as_ref();
+            let rows: Vec<_> = records
+                .iter()
+                .zip(results)
+                .map(|(r, res)| {
+                    json!({
+                        "line": r.line,
+                        "input": shown(&r.text),
+                        "prediction": res.as_ref().ok(),
+                        "error": res.as_ref().err(),
+                    })
+                })
+                .collect();
+            let doc = json!({
+                "tag": predictor.tag().name(),
+                "target": target.map(|t| &t.name),
+                "units": target.map(|t| &t.units),
+                "results": rows,
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn evaluate(
+    predictor: &Predictor,
+    data: &Path,
+    input_col: &str,
+    target_col: &str,
+    protein_col: Option<&str>,
+    limit: Option<usize>,
+    predictions: Option<&Path>,
+) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(data).with_context(|| format!("cannot read {}", data.display()))?;
+    let table = parse_csv(&text)?;
+    let input_idx = table.column(input_col)?;
+    let target_idx = table.column(target_col)?;
+    let protein_idx = protein_col.map(|c| table.column(c)).transpose()?;
+    let slots = predictor.slots();
+    if slots.len() > 1 && protein_idx.is_none() {
+        bail!("tag `{}` takes a protein too: pass --protein-col", predictor.tag().name());
+    }
+    let mut invalid = Vec::new();
+    let mut items = Vec::new();
+    let mut rows = Vec::new(); // (line, input, target)
+    for row in table.rows.iter().take(limit.unwrap_or(usize::MAX)) {
+        let input = row.get(input_idx).unwrap_or("").to_string();
+        let target = match row.get(target_idx).map(str::trim).map(str::parse::<f64>) {
+            Some(Ok(t)) if t.is_finite() => t,
+            _ => {
+                invalid.push(json!({"line": row.line, "error": format!("target `{}` is not a number", row.get(target_idx).unwrap_or(""))}));
+                continue;
+            }
+        };
+        let protein = protein_idx.map(|i| row.get(i).unwrap_or("").to_string());
+        let item: Vec<String> = slots
+            .iter()
+            .map(|s| match (s.kind, &protein) {
+                (InputType::Protein, Some(p)) if slots.len() > 1 => p.clone(),
+                _ => input.clone(),
+            })
+            .collect();
+        items.push(item);
+        rows.push((row.line, input, target));
+    }
+    let bar = progress(items.len(), "eval");
+    let results = predictor.predict_with_progress(&items, |done, _| {
+        bar.set_position(done as u64);
+        true
+    });
+    bar.finish_and_clear();
+    let mut pred = Vec::new();
+    let mut targ = Vec::new();
+    for ((line, _, t), r) in rows.iter().zip(&results) {
+        match r {
+            Ok(v) => {
+                pred.push(*v);
+                targ.push(*t);
+            }
+            Err(e) => invalid.push(json!({"line": line, "error": e})),
+        }
+    }
+    if let Some(path) = predictions {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+        writeln!(f, "line,input,target,prediction,error")?;
+        for ((line, input, t), r) in rows.iter().zip(&results) {
+            let (v, e) = match r {
+                Ok(v) => (number(*v), String::new()),
+                Err(e) => (String::new(), e.clone()),
+            };
+            writeln!(f, "{line},{},{t},{v},{}", csv_field(input), csv_field(&e))?;
+        }
+    }
+    let m = metrics::regression_metrics(&pred, &targ);
+    let mut report = json!({
+        "tag": predictor.tag().name(),
+        "data": data.display().to_string(),
+        "n": m.n,
+        "n_invalid": invalid.len(),
+        "mse": m.mse, "rmse": m.rmse, "mae": m.mae,
+        "pearson": m.pearson, "spearman": m.spearman, "r2": m.r2,
+        "ci": metrics::concordance_index(&pred, &targ),
+    });
+    if predictor.tag().meta.output == Some(OutputKind::BinaryClassification) {
+        let labels: Vec<bool> = targ.iter().map(|&t| t >= 0.5).collect();
+        report["auc"] = json!(metrics::roc_auc(&pred, &labels));
+        report["accuracy"] = json!(metrics::accuracy(&pred, &labels, 0.5));
+    }
+    invalid.truncate(100);
+    report["invalid"] = json!(invalid);
+    Ok(report)
+}
