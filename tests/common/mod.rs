@@ -16,10 +16,77 @@ pub fn model_path() -> PathBuf {
         .unwrap_or_else(|| repo_root().join(tagllm::model::DEFAULT_MODEL_PATH))
 }
 
-/// The real SmolLM2 model. Tests need it: run `scripts/setup.sh` first.
+/// The real SmolLM2 model with its weights kept quantised.
+pub fn quantized_model() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let file = tagllm::model::GgufFile::open(&model_path()).unwrap_or_else(|e| panic!("{e}"));
+        Model::from_gguf(file, tagllm::model::Weights::Quantized).unwrap()
+    })
+}
+
+/// The real SmolLM2 model (f32 weights, as the CLI runs it). Tests need it: run
+/// `scripts/setup.sh` first.
 pub fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
     MODEL.get_or_init(|| {
         Model::load(&model_path()).unwrap_or_else(|e| panic!("{e}\n(the tests need the real model)"))
     })
+}
+
+use tagllm::tags::init::{new_domain_tag, new_function_tag};
+use tagllm::tags::{InputType, OutputKind, Tag, TagLibrary, Target};
+
+pub const QED_TEMPLATE: &str = "# # Input: The SMILES of the molecule is <SMILES> {SMILES}. \n# # Output: the quantitative estimate of druglikeness score is <QED>";
+pub const AFFINITY_TEMPLATE: &str = "# # Input: The protein sequence is <Protein> {Protein}. The SMILES of the drug is <SMILES> {SMILES}. \n# # Output: the binding affinity is <BindingAffinity>";
+
+/// Untrained (random) test tags: SMILES and Protein domain tags, a QED regression tag and a
+/// two-input BindingAffinity tag. Deterministic.
+pub fn test_tags() -> Vec<Tag> {
+    let m = model();
+    let smiles = new_domain_tag(m, "SMILES", InputType::Smiles, 10, 1).unwrap();
+    let protein = new_domain_tag(m, "Protein", InputType::Protein, 10, 2).unwrap();
+    let qed = new_function_tag(
+        m,
+        "QED",
+        QED_TEMPLATE,
+        OutputKind::Regression,
+        Some(Target { name: "QED".into(), units: String::new(), mean: 0.6, std: 0.15 }),
+        &[&smiles],
+        10,
+        3,
+    )
+    .unwrap();
+    let aff = new_function_tag(
+        m,
+        "BindingAffinity",
+        AFFINITY_TEMPLATE,
+        OutputKind::Regression,
+        Some(Target { name: "pKd".into(), units: "-log10(M)".into(), mean: 5.5, std: 0.9 }),
+        &[&protein, &smiles],
+        10,
+        4,
+    )
+    .unwrap();
+    vec![smiles, protein, qed, aff]
+}
+
+pub fn test_library() -> TagLibrary {
+    let mut lib = TagLibrary::new();
+    for t in test_tags() {
+        let name = t.meta.name.clone();
+        lib.insert(t, &model().identity, &name).unwrap();
+    }
+    lib
+}
+
+/// Writes the test tags into a fresh folder and returns it.
+pub fn test_tag_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tagllm-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for t in test_tags() {
+        t.save(&dir.join(format!("{}.safetensors", t.meta.name))).unwrap();
+    }
+    dir
 }
