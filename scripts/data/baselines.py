@@ -13,8 +13,10 @@ Baselines (all metrics are on the test split; hyper-parameters picked on valid o
   morgan_count_ridge   ridge on Morgan count fingerprint (radius 2, 2048), alpha on valid
   morgan_count_rf      random forest on Morgan counts (300 trees, max_features=1/3, n_jobs=1)
   (BBBP: morgan_count_logreg / morgan_count_rf classifiers; probabilities are scored)
+  aac_ridge            protein tasks: ridge on amino-acid composition (20 fractions)
   aac_dpc_ridge        protein tasks: ridge on amino-acid (20) + dipeptide (400) composition
-  aac_dpc_rf           protein tasks: random forest on the same 420 features
+  aac_dpc_rf, aac_rf   protein tasks: random forest on the 420 / the 20 features
+  aac_gbm              protein tasks: gradient boosting (sklearn HistGradientBoosting) on the 20
   BindingAffinity: the same on [ligand Morgan counts | protein AAC+DPC], and the published
   DeepDTA / GraphDTA figures on the same DAVIS test fold (marked "published": true).
 
@@ -212,6 +214,16 @@ def fit_rf(Xtr, ytr, Xva, yva):
                "valid_mse": float(np.mean((m.predict(Xva) - yva) ** 2))}
 
 
+def fit_gbm(Xtr, ytr, Xva, yva):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    m = HistGradientBoostingRegressor(max_iter=500, learning_rate=0.05, early_stopping=False,
+                                      random_state=SEED).fit(Xtr, ytr)
+    return m, {"model": "HistGradientBoostingRegressor", "max_iter": 500,
+               "learning_rate": 0.05, "random_state": SEED,
+               "valid_mse": float(np.mean((m.predict(Xva) - yva) ** 2))}
+
+
 def run_regression(name, fitter, Xtr, ytr, Xva, yva, Xte, yte, extra=None, sources=None,
                    ci=False) -> dict:
     t = time.time()
@@ -291,6 +303,12 @@ def task_protein(task) -> dict:
     out["aac_dpc_rf"] = run_regression(
         "aac_dpc_rf", fit_rf, X["train"], y["train"], X["valid"], y["valid"],
         X["test"], y["test"])
+    out["aac_rf"] = run_regression(
+        "aac_rf", fit_rf, X["train"][:, :20], y["train"], X["valid"][:, :20], y["valid"],
+        X["test"][:, :20], y["test"])
+    out["aac_gbm"] = run_regression(
+        "aac_gbm", fit_gbm, X["train"][:, :20], y["train"], X["valid"][:, :20], y["valid"],
+        X["test"][:, :20], y["test"])
     return out
 
 
@@ -365,13 +383,44 @@ def run_task(task) -> dict:
     raise ValueError(task)
 
 
+def markdown_table(result: dict) -> str:
+    """Test metrics per task and baseline (+ per-source R² for QED/LogP) as Markdown."""
+    def f(v, nd=3):
+        return "–" if v is None else f"{v:.{nd}f}"
+
+    lines = ["| task | baseline | n | R² | MSE | Pearson | Spearman | extra |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for task in ALL_TASKS:
+        for name, m in result.get(task, {}).items():
+            extra = []
+            if "ci" in m:
+                extra.append(f"CI {f(m['ci'])}")
+            if m.get("roc_auc") is not None:
+                extra.append(f"AUC {f(m['roc_auc'])}, acc {f(m['accuracy'])}")
+            if "per_source" in m:
+                extra.append("R² " + ", ".join(f"{k} {f(v['r2'])}"
+                                                for k, v in m["per_source"].items()))
+            if m.get("published"):
+                extra.append("published")
+            lines.append(f"| {task} | {name} | {m.get('n', '–')} | {f(m.get('r2'))} | "
+                         f"{f(m.get('mse'), 4)} | {f(m.get('pearson'))} | "
+                         f"{f(m.get('spearman'))} | {'; '.join(extra)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", choices=ALL_TASKS)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--table", action="store_true",
+                    help="only print the Markdown table of an existing json")
     args = ap.parse_args()
     out_path = Path(args.out)
+    if args.table:
+        with open(out_path) as f:
+            print(markdown_table(json.load(f)))
+        return
     tasks = args.only or [t for t in ALL_TASKS if (TASKS / t / "test.csv").exists()]
     result = {}
     if out_path.exists():
@@ -383,16 +432,17 @@ def main() -> None:
 
     meta = result.get("_meta", {})
     runs = meta.get("task_runs", {})
+    cmd = "python scripts/data/baselines.py" + "".join(f" --only {t}" for t in (args.only or []))
     for task in tasks:
         log(f"{task}")
         t = time.time()
         result[task] = rounded(run_task(task))
-        runs[task] = {"wall_s": round(time.time() - t, 1),
+        runs[task] = {"wall_s": round(time.time() - t, 1), "command": cmd,
                       "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         log(f"{task}: {runs[task]['wall_s']}s")
     meta.update({
-        "command": "python scripts/data/baselines.py"
-                   + "".join(f" --only {t}" for t in (args.only or [])),
+        "command": "python scripts/data/baselines.py  (all tasks; --only TASK redoes one)",
+        "last_command": cmd,
         "last_run_wall_s": round(time.time() - t_all, 1),
         "task_runs": runs,
         "notes": "metrics on each task's test split; hyper-parameters picked on valid only; "
@@ -402,6 +452,8 @@ def main() -> None:
                      "sklearn": sklearn.__version__, "numpy": np.__version__},
         "cpu_threads": 1,
     })
+    if not args.only:
+        meta["full_run_wall_s"] = meta["last_run_wall_s"]
     ordered = {"_meta": meta}
     for t in ALL_TASKS:
         if t in result:
@@ -412,6 +464,7 @@ def main() -> None:
         f.write("\n")
     os.replace(tmp, out_path)
     log(f"wrote {out_path}")
+    print(markdown_table(ordered))
 
 
 if __name__ == "__main__":
