@@ -13,6 +13,7 @@ pub mod input;
 pub mod metrics;
 pub mod model;
 pub mod predict;
+pub mod rng;
 pub mod tags;
 
 pub use error::{Error, Result};

@@ -40,7 +40,7 @@ fn predict_gives_a_number_per_valid_line_and_an_error_per_invalid_one() {
     let text = stdout(&out);
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("input,prediction,error"));
-    let rows: Vec<Vec<String>> = lines.map(|l| split_csv(l)).collect();
+    let rows: Vec<Vec<String>> = lines.map(split_csv).collect();
     assert_eq!(rows.len(), 5, "{text}");
     for (i, row) in rows.iter().enumerate() {
         let valid = [0, 2, 4].contains(&i);

@@ -61,7 +61,8 @@ fn corrupt_files_are_refused_with_a_reason() {
 
 #[test]
 fn malformed_metadata_is_named() {
-    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|m| m["p"] = 12.into()), "shape [10, 576], expected [12, 576]"),
         (Box::new(|m| m["name"] = "bad name!".into()), "tag name"),
         (Box::new(|m| m["format_version"] = 99.into()), "format version 99"),

@@ -152,7 +152,7 @@ fn meta<'a>(content: &'a Content, key: &str) -> Result<&'a Value> {
 pub(crate) fn string_meta(content: &Content, key: &str) -> Result<String> {
     meta(content, key)?
         .to_string()
-        .map(|s| s.clone())
+        .cloned()
         .map_err(|_| Error::model(format!("metadata key `{key}` is not a string")))
 }
 

@@ -12,6 +12,7 @@ pub use tokenizer::{TextTokenizer, TokenStream};
 use candle_core::{DType, IndexOp, Tensor};
 
 use crate::error::Result;
+use crate::rng::SplitMix64;
 
 /// A loaded model: weights, tokenizer and the identity that tag files are checked against.
 pub struct Model {
@@ -103,21 +104,6 @@ impl Model {
             logits = self.llama.logits(&hidden.i((0, 0))?)?;
         }
         Ok(out)
-    }
-}
-
-/// A tiny deterministic generator: sampling must be reproducible and work in wasm without an
-/// entropy source.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

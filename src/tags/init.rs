@@ -24,23 +24,10 @@ pub fn initial_vectors(model: &Model, p: usize, noise: f32, seed: u64) -> Result
     Ok(base.unsqueeze(0)?.broadcast_add(&noise?)?)
 }
 
-/// Deterministic standard-normal values (Box–Muller over SplitMix64).
+/// Deterministic standard-normal values.
 pub fn seeded_normal(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    (0..n)
-        .map(|_| {
-            let u1 = next().max(1e-300);
-            let u2 = next();
-            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-        })
-        .collect()
+    let mut rng = crate::rng::SplitMix64(seed);
+    (0..n).map(|_| rng.next_normal() as f32).collect()
 }
 
 fn meta(model: &Model, name: &str, kind: TagKind, p: usize) -> TagMeta {
@@ -70,22 +57,25 @@ pub fn new_domain_tag(model: &Model, name: &str, input: InputType, p: usize, see
     finish(meta, vectors, None)
 }
 
+/// What a function tag is for: everything but its learned numbers.
+pub struct FunctionSpec<'a> {
+    pub name: &'a str,
+    pub template: &'a str,
+    pub output: OutputKind,
+    pub target: Option<Target>,
+    /// The domain tags its template uses, as they will be frozen.
+    pub domains: &'a [&'a Tag],
+}
+
 /// A new, untrained function tag with a zero-bias head whose weights are small and seeded.
-pub fn new_function_tag(
-    model: &Model,
-    name: &str,
-    template: &str,
-    output: OutputKind,
-    target: Option<Target>,
-    domains: &[&Tag],
-    p: usize,
-    seed: u64,
-) -> Result<Tag> {
-    let mut meta = meta(model, name, TagKind::Function, p);
-    meta.template = Some(template.to_string());
+pub fn new_function_tag(model: &Model, spec: FunctionSpec<'_>, p: usize, seed: u64) -> Result<Tag> {
+    let output = spec.output;
+    let mut meta = meta(model, spec.name, TagKind::Function, p);
+    meta.template = Some(spec.template.to_string());
     meta.output = Some(output);
-    meta.target = target;
-    meta.requires = domains
+    meta.target = spec.target;
+    meta.requires = spec
+        .domains
         .iter()
         .map(|t| Requirement { name: t.meta.name.clone(), vectors_sha256: t.vectors_sha256.clone() })
         .collect();

@@ -34,7 +34,7 @@ pub fn model() -> &'static Model {
     })
 }
 
-use tagllm::tags::init::{new_domain_tag, new_function_tag};
+use tagllm::tags::init::{new_domain_tag, new_function_tag, FunctionSpec};
 use tagllm::tags::{InputType, OutputKind, Tag, TagLibrary, Target};
 
 pub const QED_TEMPLATE: &str = "# # Input: The SMILES of the molecule is <SMILES> {SMILES}. \n# # Output: the quantitative estimate of druglikeness score is <QED>";
@@ -48,22 +48,26 @@ pub fn test_tags() -> Vec<Tag> {
     let protein = new_domain_tag(m, "Protein", InputType::Protein, 10, 2).unwrap();
     let qed = new_function_tag(
         m,
-        "QED",
-        QED_TEMPLATE,
-        OutputKind::Regression,
-        Some(Target { name: "QED".into(), units: String::new(), mean: 0.6, std: 0.15 }),
-        &[&smiles],
+        FunctionSpec {
+            name: "QED",
+            template: QED_TEMPLATE,
+            output: OutputKind::Regression,
+            target: Some(Target { name: "QED".into(), units: String::new(), mean: 0.6, std: 0.15 }),
+            domains: &[&smiles],
+        },
         10,
         3,
     )
     .unwrap();
     let aff = new_function_tag(
         m,
-        "BindingAffinity",
-        AFFINITY_TEMPLATE,
-        OutputKind::Regression,
-        Some(Target { name: "pKd".into(), units: "-log10(M)".into(), mean: 5.5, std: 0.9 }),
-        &[&protein, &smiles],
+        FunctionSpec {
+            name: "BindingAffinity",
+            template: AFFINITY_TEMPLATE,
+            output: OutputKind::Regression,
+            target: Some(Target { name: "pKd".into(), units: "-log10(M)".into(), mean: 5.5, std: 0.9 }),
+            domains: &[&protein, &smiles],
+        },
         10,
         4,
     )

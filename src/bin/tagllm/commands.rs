@@ -73,7 +73,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let (library, errors) = TagLibrary::load_dir(&cli.tags, &model.identity)?;
             match action {
                 TagsAction::List => {
-                    println!("{:<18} {:<9} {:>3}  {:<22} {}", "NAME", "KIND", "P", "PREDICTS", "DESCRIPTION");
+                    println!("{:<18} {:<9} {:>3}  {:<22} DESCRIPTION", "NAME", "KIND", "P", "PREDICTS");
                     for t in library.iter() {
                         let m = &t.meta;
                         let predicts = match (&m.output, &m.target, &m.input) {
