@@ -117,3 +117,34 @@ fn train_mode_matches_infer_mode() {
     let top = |h: &candle_core::Tensor| -> u32 { model.llama.logits(&h.i((0, 4)).unwrap()).unwrap().argmax(0).unwrap().to_scalar().unwrap() };
     assert_eq!(top(&quantised), top(&train));
 }
+
+/// Ragged batches: each row gets exactly what it gets alone, also for a block appended after
+/// rows of different lengths (how the trainer puts a function tag after each input).
+#[test]
+fn ragged_rows_match_rows_alone() {
+    let model = common::model();
+    let llama = &model.llama;
+    let texts = ["Short one", "A somewhat longer second input", "Mid length text"];
+    let tail = model.tokenizer.encode(" and then").unwrap();
+    let mut shared = KvCache::new();
+    let head = model.tokenizer.encode("Prefix shared by all:").unwrap();
+    llama.forward(&llama.embed_tokens(&head).unwrap().unsqueeze(0).unwrap(), &mut shared, Mode::Infer).unwrap();
+    let rows: Vec<Vec<Segment>> = texts.iter().map(|t| vec![Segment::Tokens(model.tokenizer.encode(t).unwrap())]).collect();
+    let (x, lens) = llama.embed_batch(&rows).unwrap();
+    let mut cache = shared.clone();
+    llama.forward_ragged(&x, &lens, &mut cache, Mode::Infer).unwrap();
+    let tail_x = llama.embed_tokens(&tail).unwrap().unsqueeze(0).unwrap().repeat((3, 1, 1)).unwrap();
+    for mode in [Mode::Infer, Mode::Train] {
+        let out = llama.forward_ragged(&tail_x, &vec![tail.len(); 3], &mut cache.clone(), mode).unwrap();
+        for (i, t) in texts.iter().enumerate() {
+            let mut ids = head.clone();
+            ids.extend(model.tokenizer.encode(t).unwrap());
+            ids.extend(&tail);
+            let alone = llama.forward(&llama.embed_tokens(&ids).unwrap().unsqueeze(0).unwrap(), &mut KvCache::new(), Mode::Infer).unwrap();
+            let a = alone.i((0, ids.len() - 1)).unwrap();
+            let r = out.i((i, tail.len() - 1)).unwrap();
+            let diff: f32 = (a - r).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            assert!(diff < 1e-3, "row {i} ({mode:?}): {diff}");
+        }
+    }
+}

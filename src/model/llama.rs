@@ -58,18 +58,25 @@ struct Layer {
 }
 
 /// Keys and values of the positions seen so far, per layer: `[b, n_kv_head, t, head_dim]`.
+///
+/// Rows of a batch may be *ragged*: after [`Llama::forward_ragged`] each row has its own next
+/// position and some cached keys are padding that no later query may attend to.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     layers: Vec<(Tensor, Tensor)>,
     len: usize,
     batch: usize,
+    /// Per row: the position the next input starts at (None: every row at `len`).
+    next_pos: Option<Vec<usize>>,
+    /// Per row: which cached keys are real (None: all of them).
+    key_valid: Option<Vec<Vec<bool>>>,
 }
 
 impl KvCache {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Positions held.
+    /// Cached key slots (positions of the longest row, padding included).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -84,9 +91,14 @@ impl KvCache {
     pub fn detach(&self) -> Self {
         Self {
             layers: self.layers.iter().map(|(k, v)| (k.detach(), v.detach())).collect(),
-            len: self.len,
-            batch: self.batch,
+            ..self.clone()
         }
+    }
+    fn start_of(&self, row: usize) -> usize {
+        self.next_pos.as_ref().map_or(self.len, |p| p[row.min(p.len() - 1)])
+    }
+    fn valid(&self, row: usize, key: usize) -> bool {
+        self.key_valid.as_ref().is_none_or(|v| v[row.min(v.len() - 1)][key])
     }
 }
 
@@ -247,27 +259,66 @@ impl Llama {
     /// and appending this call's keys and values to it. A cache of batch 1 (a shared prefix) is
     /// broadcast over a larger batch. Returns final-norm hidden states `[b, s, d]`.
     pub fn forward(&self, x: &Tensor, cache: &mut KvCache, mode: Mode) -> Result<Tensor> {
+        self.forward_inner(x, None, cache, mode)
+    }
+
+    /// As [`Self::forward`] for right-padded rows: row `i` holds `lens[i]` real positions. Each
+    /// row continues at its own position, and its padding is masked from every later query, so
+    /// a row's result is the one it would get alone. Lets a batch of inputs of different lengths
+    /// be followed by one more block (a tag) at each row's own end.
+    pub fn forward_ragged(&self, x: &Tensor, lens: &[usize], cache: &mut KvCache, mode: Mode) -> Result<Tensor> {
+        self.forward_inner(x, Some(lens), cache, mode)
+    }
+
+    fn forward_inner(&self, x: &Tensor, lens: Option<&[usize]>, cache: &mut KvCache, mode: Mode) -> Result<Tensor> {
+        let x = &x.contiguous()?;
         let (b, s, d) = x.dims3()?;
         if d != self.config.hidden {
             return Err(Error::Usage(format!("input width {d}, model width {}", self.config.hidden)));
         }
-        let start = cache.len;
-        if start + s > self.config.context_length {
+        if !cache.is_empty() && cache.batch != b && cache.batch != 1 {
+            return Err(Error::Usage(format!("cache batch {} does not fit input batch {b}", cache.batch)));
+        }
+        if let Some(lens) = lens {
+            if lens.len() != b || lens.iter().any(|&l| l == 0 || l > s) {
+                return Err(Error::Usage(format!("row lengths {lens:?} do not fit a [{b}, {s}] batch")));
+            }
+        }
+        let t_old = cache.len;
+        let starts: Vec<usize> = (0..b).map(|i| cache.start_of(i)).collect();
+        let end = starts.iter().max().copied().unwrap_or(0) + s;
+        if end > self.config.context_length {
             return Err(Error::Usage(format!(
-                "input of {} positions exceeds the model's context of {}",
-                start + s,
+                "input of {end} positions exceeds the model's context of {}",
                 self.config.context_length
             )));
         }
-        if !cache.is_empty() && cache.batch != b && cache.batch != 1 {
-            return Err(Error::Usage(format!(
-                "cache batch {} does not fit input batch {b}",
-                cache.batch
-            )));
-        }
-        let cos = self.cos.narrow(0, start, s)?;
-        let sin = self.sin.narrow(0, start, s)?;
-        let mask = if s > 1 { Some(causal_mask(s, start, &self.device)?) } else { None };
+        let aligned = lens.is_none() && cache.next_pos.is_none() && cache.key_valid.is_none();
+        let (cos, sin, mask) = if aligned {
+            let mask = if s > 1 { Some(causal_mask(s, t_old, &self.device)?) } else { None };
+            (self.cos.narrow(0, t_old, s)?, self.sin.narrow(0, t_old, s)?, mask)
+        } else {
+            let positions: Vec<u32> =
+                starts.iter().flat_map(|&st| (st..st + s).map(|p| p as u32)).collect();
+            let ids = Tensor::new(positions.as_slice(), &self.device)?;
+            let half = self.config.head_dim / 2;
+            let cos = self.cos.index_select(&ids, 0)?.reshape((b, s, half))?;
+            let sin = self.sin.index_select(&ids, 0)?.reshape((b, s, half))?;
+            let t = t_old + s;
+            let mut m = Vec::with_capacity(b * s * t);
+            for i in 0..b {
+                let len = lens.map_or(s, |l| l[i]);
+                for q in 0..s {
+                    for j in 0..t {
+                        let ok = if j < t_old { cache.valid(i, j) } else { j - t_old <= q && j - t_old < len };
+                        // A padding query sees only itself, so its softmax stays finite.
+                        let ok = ok || (q >= len && j == t_old + q);
+                        m.push(if ok { 0f32 } else { f32::NEG_INFINITY });
+                    }
+                }
+            }
+            (cos, sin, Some(Tensor::from_vec(m, (b, 1, 1, s, t), &self.device)?))
+        };
         let eps = self.config.rms_eps as f32;
         let mut h = x.clone();
         let mut new_layers = Vec::with_capacity(self.layers.len());
@@ -283,8 +334,19 @@ impl Llama {
             let mlp = layer.w_down.forward(&(candle_nn::ops::silu(&gate)? * up)?)?;
             h = (h + mlp)?;
         }
+        if !aligned {
+            let mut valid = Vec::with_capacity(b);
+            for i in 0..b {
+                let len = lens.map_or(s, |l| l[i]);
+                let mut row: Vec<bool> = (0..t_old).map(|j| cache.valid(i, j)).collect();
+                row.extend((0..s).map(|q| q < len));
+                valid.push(row);
+            }
+            cache.key_valid = Some(valid);
+            cache.next_pos = Some((0..b).map(|i| starts[i] + lens.map_or(s, |l| l[i])).collect());
+        }
         cache.layers = new_layers;
-        cache.len = start + s;
+        cache.len = t_old + s;
         cache.batch = b;
         Ok(rms_norm(&h, &self.norm, eps, mode)?)
     }
@@ -329,7 +391,7 @@ impl Llama {
         let scale = 1.0 / (c.head_dim as f64).sqrt();
         let mut att = (q.matmul(&k.t()?)? * scale)?;
         if let Some(mask) = mask {
-            // mask is [s, t]; rows of the folded queries repeat it `rep` times.
+            // mask is [s, t] or [b, 1, 1, s, t]; the folded query rows repeat it `rep` times.
             let att5 = att.reshape((b, c.n_kv_head, rep, s, t))?;
             att = att5.broadcast_add(mask)?.reshape((b, c.n_kv_head, rep * s, t))?;
         }
@@ -380,10 +442,23 @@ fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32, mode: Mode) -> candle_core::R
     }
 }
 
-/// Interleaved rotary embedding (GGUF stores Q/K permuted for it).
+/// Interleaved rotary embedding (GGUF stores Q/K permuted for it). `cos`/`sin` are `[s, d/2]`
+/// or, for rows at different positions, `[b, s, d/2]`.
 fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
     match mode {
         Mode::Infer => candle_nn::rotary_emb::rope_i(x, cos, sin),
-        Mode::Train => candle_nn::rotary_emb::rope_i_slow(x, cos, sin),
+        Mode::Train => {
+            // Differentiable formulation: pairs (x0, x1) rotated by the position's angle.
+            let (b, h, s, d) = x.dims4()?;
+            let rows = if cos.rank() == 3 { b } else { 1 };
+            let cos = cos.reshape((rows, 1, s, d / 2, 1))?;
+            let sin = sin.reshape((rows, 1, s, d / 2, 1))?;
+            let x = x.reshape((b, h, s, d / 2, 2))?;
+            let x0 = x.narrow(D::Minus1, 0, 1)?;
+            let x1 = x.narrow(D::Minus1, 1, 1)?;
+            let y0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
+            let y1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
+            Tensor::cat(&[y0, y1], D::Minus1)?.flatten_from(D::Minus2)
+        }
     }
 }

@@ -1,0 +1,116 @@
+//! Messages between the page and its inference worker (JSON strings over `postMessage`; a tag
+//! file's bytes travel as a second array element).
+
+use serde::{Deserialize, Serialize};
+
+use crate::tags::{InputType, Tag, TagKind};
+
+/// Page → worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ToWorker {
+    /// Load the model (from Cache Storage, else `model_url`) and the tags listed at `tags_url`.
+    Init { model_url: String, model_sha256: String, tags_url: String, weights: WeightsChoice },
+    /// A user's tag file (its bytes follow the message).
+    AddTag { file: String },
+    Predict { id: u32, tag: String, items: Vec<Vec<String>> },
+    Cancel { id: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WeightsChoice {
+    F32,
+    Quantized,
+}
+
+/// Worker → page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum FromWorker {
+    /// Model download progress (bytes).
+    Download { loaded: u64, total: u64 },
+    /// A loading step, for the status line.
+    Status { text: String },
+    /// The model is loaded.
+    Ready { weights: WeightsChoice, backend: String, load_ms: f64, from_cache: bool, tags: Vec<TagInfo>, tag_errors: Vec<String> },
+    /// Loading failed for good.
+    Fatal { message: String },
+    /// The tag library changed (or a tag file was refused: `errors`).
+    Tags { tags: Vec<TagInfo>, errors: Vec<String> },
+    Progress { id: u32, done: usize, total: usize },
+    Results { id: u32, values: Vec<Outcome>, ms: f64, cancelled: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Value(f64),
+    Error(String),
+}
+
+/// What the page needs to know about a tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagInfo {
+    pub name: String,
+    pub function: bool,
+    pub description: String,
+    /// e.g. "QED", "pKd -log10(M)"
+    pub target: String,
+    /// Function tags: inputs in template order; empty if the tag cannot predict (then `problem`).
+    pub slots: Vec<SlotInfo>,
+    pub problem: Option<String>,
+    pub metrics: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotInfo {
+    pub domain: String,
+    pub protein: bool,
+}
+
+impl SlotInfo {
+    pub fn kind(&self) -> InputType {
+        if self.protein {
+            InputType::Protein
+        } else {
+            InputType::Smiles
+        }
+    }
+}
+
+impl TagInfo {
+    pub fn basic(tag: &Tag) -> Self {
+        let m = &tag.meta;
+        let target = m
+            .target
+            .as_ref()
+            .map(|t| format!("{} {}", t.name, t.units).trim().to_string())
+            .unwrap_or_default();
+        let metrics = m
+            .metrics
+            .iter()
+            .map(|(k, v)| match v.as_f64() {
+                Some(x) => format!("{k} {x:.3}"),
+                None => format!("{k} {v}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self {
+            name: m.name.clone(),
+            function: m.kind == TagKind::Function,
+            description: m.description.clone(),
+            target,
+            slots: Vec::new(),
+            problem: None,
+            metrics,
+        }
+    }
+}
+
+/// One line of the result table, ready for CSV (`input,prediction,error`, like the CLI).
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
