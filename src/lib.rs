@@ -15,5 +15,8 @@ pub mod model;
 pub mod predict;
 pub mod rng;
 pub mod tags;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;
+#[cfg(feature = "web")] pub mod app;
 
 pub use error::{Error, Result};

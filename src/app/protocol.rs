@@ -27,6 +27,8 @@ pub enum WeightsChoice {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum FromWorker {
+    /// The worker is running and listening (messages sent before this would be lost).
+    Hello,
     /// Model download progress (bytes).
     Download { loaded: u64, total: u64 },
     /// A loading step, for the status line.

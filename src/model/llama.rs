@@ -329,9 +329,9 @@ impl Llama {
             new_layers.push(kv);
             h = (h + attn)?;
             let normed = rms_norm(&h, &layer.ffn_norm, eps, mode)?;
-            let gate = layer.w_gate.forward(&normed)?;
-            let up = layer.w_up.forward(&normed)?;
-            let mlp = layer.w_down.forward(&(candle_nn::ops::silu(&gate)? * up)?)?;
+            let gate = linear(&layer.w_gate, &normed, mode)?;
+            let up = linear(&layer.w_up, &normed, mode)?;
+            let mlp = linear(&layer.w_down, &(candle_nn::ops::silu(&gate)? * up)?, mode)?;
             h = (h + mlp)?;
         }
         if !aligned {
@@ -365,9 +365,9 @@ impl Llama {
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let c = &self.config;
         let (_, s, _) = x.dims3()?;
-        let q = layer.wq.forward(x)?.reshape((b, s, c.n_head, c.head_dim))?.transpose(1, 2)?;
-        let k = layer.wk.forward(x)?.reshape((b, s, c.n_kv_head, c.head_dim))?.transpose(1, 2)?;
-        let v = layer.wv.forward(x)?.reshape((b, s, c.n_kv_head, c.head_dim))?.transpose(1, 2)?;
+        let q = linear(&layer.wq, x, mode)?.reshape((b, s, c.n_head, c.head_dim))?.transpose(1, 2)?;
+        let k = linear(&layer.wk, x, mode)?.reshape((b, s, c.n_kv_head, c.head_dim))?.transpose(1, 2)?;
+        let v = linear(&layer.wv, x, mode)?.reshape((b, s, c.n_kv_head, c.head_dim))?.transpose(1, 2)?;
         let q = rope(&q.contiguous()?, cos, sin, mode)?;
         let k = rope(&k.contiguous()?, cos, sin, mode)?;
         let v = v.contiguous()?;
@@ -404,7 +404,7 @@ impl Llama {
             .reshape((b, c.n_head, s, c.head_dim))?
             .transpose(1, 2)?
             .reshape((b, s, c.n_head * c.head_dim))?;
-        Ok((layer.wo.forward(&y)?, (k, v)))
+        Ok((linear(&layer.wo, &y, mode)?, (k, v)))
     }
 
     /// Logits over the vocabulary for hidden states `[.., d]` (tied output embedding).
@@ -412,7 +412,11 @@ impl Llama {
         if hidden.rank() == 1 {
             return Ok(self.lm_head.forward(&hidden.unsqueeze(0)?)?.squeeze(0)?);
         }
-        Ok(self.lm_head.forward(hidden)?)
+        // Training reaches the logits with gradients (stage 1); the tied weight stays frozen.
+        match (&self.lm_head, hidden.track_op()) {
+            (QMatMul::Tensor(w), true) => Ok(super::frozen::frozen_linear(hidden, w)?),
+            _ => Ok(self.lm_head.forward(hidden)?),
+        }
     }
 
     /// Hidden states `[b, d]` at one position per batch row.
@@ -423,6 +427,17 @@ impl Llama {
             .map(|(i, &p)| hidden.i((i, p)))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Tensor::stack(&rows, 0)?)
+    }
+}
+
+/// A weight matrix applied to `x`. In training, f32 weights go through [`frozen_linear`] so no
+/// gradient is computed for them.
+///
+/// [`frozen_linear`]: super::frozen::frozen_linear
+fn linear(w: &QMatMul, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+    match (mode, w) {
+        (Mode::Train, QMatMul::Tensor(w)) => super::frozen::frozen_linear(x, w),
+        _ => w.forward(x),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The base language model: GGUF loading ([`gguf`]), the tokenizer rebuilt from its metadata
 //! ([`tokenizer`]) and the forward pass that accepts spliced-in tag vectors ([`llama`]).
 
+pub mod frozen;
 pub mod gguf;
 pub mod llama;
 pub mod tokenizer;

@@ -34,9 +34,10 @@ pub fn render_input(kind: InputType, raw: &str) -> std::result::Result<String, S
     }
 }
 
-/// Identity of a prompt segment, to find the prefix shared by a batch.
+/// One piece of a built prompt: token ids, or a tag by name. Comparable, so that the prefix
+/// shared by a batch can be found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Key {
+pub enum Key {
     Tokens(Vec<u32>),
     Tag(String),
 }
@@ -108,7 +109,8 @@ impl<'a> Predictor<'a> {
     }
 
     /// Validates one item (one raw string per slot) and builds its prompt as keyed segments.
-    fn prompt(&self, item: &[String]) -> std::result::Result<Vec<Key>, String> {
+    /// Validates one item and builds its prompt; the function tag is the last key.
+    pub fn prompt(&self, item: &[String]) -> std::result::Result<Vec<Key>, String> {
         if item.len() != self.slots.len() {
             return Err(format!("expected {} inputs ({}), got {}", self.slots.len(), self.slot_names(), item.len()));
         }
@@ -145,7 +147,8 @@ impl<'a> Predictor<'a> {
         self.slots.iter().map(|s| s.domain.as_str()).collect::<Vec<_>>().join(", ")
     }
 
-    fn segments(&self, keys: &[Key]) -> Vec<Segment> {
+    /// The model input for keys: token ids as they are, tags replaced by their vectors.
+    pub fn segments(&self, keys: &[Key]) -> Vec<Segment> {
         keys.iter()
             .map(|k| match k {
                 Key::Tokens(t) => Segment::Tokens(t.clone()),
@@ -221,7 +224,8 @@ impl<'a> Predictor<'a> {
         results
     }
 
-    fn len_of(&self, keys: &[Key]) -> usize {
+    /// Positions that `keys` take in the model input.
+    pub fn len_of(&self, keys: &[Key]) -> usize {
         keys.iter()
             .map(|k| match k {
                 Key::Tokens(t) => t.len(),

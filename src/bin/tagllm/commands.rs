@@ -15,7 +15,7 @@ use tagllm::predict::Predictor;
 use tagllm::tags::{InputType, OutputKind, TagLibrary};
 
 use crate::output::{csv_field, number, progress};
-use crate::{Cli, Command, Format, TagsAction};
+use crate::{Cli, Command, Format, InputArg, OutputArg, TagsAction, TrainFlags, TrainStage};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
@@ -66,6 +66,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             predictor.batch_size = *batch;
             let report = evaluate(&predictor, data, input_col, target_col, protein_col.as_deref(), *limit, predictions.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Train { stage } => {
+            train(&cli, stage)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Tags { action } => {
@@ -306,4 +310,94 @@ fn evaluate(
     invalid.truncate(100);
     report["invalid"] = json!(invalid);
     Ok(report)
+}
+
+fn options(flags: &TrainFlags, eval_every: usize) -> tagllm::train::TrainOptions {
+    tagllm::train::TrainOptions {
+        steps: flags.steps,
+        batch: flags.batch,
+        lr: flags.lr,
+        weight_decay: flags.weight_decay,
+        warmup: 0.03,
+        eval_every,
+        seed: flags.seed,
+        p: flags.p,
+    }
+}
+
+/// Progress on a terminal as a bar; as log lines every `every` steps otherwise (background runs
+/// write to a file).
+fn reporter(total: usize, what: &str) -> impl FnMut(&tagllm::train::StepReport) {
+    let bar = progress(total, what);
+    let every = (total / 50).max(1);
+    move |r| {
+        bar.set_position(r.step as u64);
+        let valid = r.valid.as_ref().map(|m| format!(" valid r2 {:.3} mse {:.4}", m.r2, m.mse)).unwrap_or_default();
+        bar.set_message(format!("loss {:.4}{valid}", r.loss));
+        if bar.is_hidden() && (r.step % every == 0 || r.valid.is_some() || r.step == r.total) {
+            eprintln!(
+                "step {}/{} loss {:.4} lr {:.2e} {:.1} ex/s eta {:.0}s{valid}",
+                r.step, r.total, r.loss, r.lr, r.examples_per_s, r.eta_s
+            );
+        }
+        if r.step == r.total {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
+    let model = Model::load(&cli.model)?;
+    match stage {
+        TrainStage::Domain { name, input, corpus, max_lines, flags } => {
+            let text = std::fs::read_to_string(corpus).with_context(|| format!("cannot read {}", corpus.display()))?;
+            let lines: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).take(*max_lines).map(str::to_string).collect();
+            let kind = match input {
+                InputArg::Smiles => InputType::Smiles,
+                InputArg::Protein => InputType::Protein,
+            };
+            let out = flags.out.clone().unwrap_or_else(|| cli.tags.join(format!("{name}.safetensors")));
+            std::fs::create_dir_all(out.parent().unwrap_or(Path::new(".")))?;
+            let started = std::time::Instant::now();
+            let (_, first, last) =
+                tagllm::train::train_domain_tag(&model, name, kind, &lines, &options(flags, flags.steps), &out, reporter(flags.steps, "train"))?;
+            eprintln!("wrote {} (loss {first:.4} → {last:.4}, {:.0}s)", out.display(), started.elapsed().as_secs_f64());
+        }
+        TrainStage::Function {
+            name, template, train, valid, input_cols, target_col, output, target_name, units, description,
+            max_train, max_valid, eval_every, flags,
+        } => {
+            let library = load_library(&cli.tags, &model, true)?;
+            let (mut train_set, skipped) = tagllm::train::load_examples(train, input_cols, target_col)?;
+            if let Some(n) = max_train {
+                train_set.truncate(*n);
+            }
+            let (mut valid_set, _) = tagllm::train::load_examples(valid, input_cols, target_col)?;
+            valid_set.truncate(*max_valid);
+            eprintln!("{} training examples ({skipped} rows without a numeric target), {} for validation", train_set.len(), valid_set.len());
+            let plan = tagllm::train::FunctionPlan {
+                name: name.clone(),
+                template: template.clone(),
+                output: match output {
+                    OutputArg::Regression => OutputKind::Regression,
+                    OutputArg::Binary => OutputKind::BinaryClassification,
+                },
+                target_name: target_name.clone().unwrap_or_else(|| name.clone()),
+                units: units.clone(),
+                description: description.clone(),
+            };
+            let out = flags.out.clone().unwrap_or_else(|| cli.tags.join(format!("{name}.safetensors")));
+            let started = std::time::Instant::now();
+            let tag = tagllm::train::train_function_tag(
+                &model, &library, &plan, &options(flags, *eval_every), &train_set, &valid_set, &out, reporter(flags.steps, "train"),
+            )?;
+            eprintln!(
+                "wrote {} (best at step {}, {:.0}s)",
+                out.display(),
+                tag.meta.provenance.get("best_step").cloned().unwrap_or_default(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
 }

@@ -89,11 +89,103 @@ pub enum Command {
         #[arg(long)]
         predictions: Option<PathBuf>,
     },
+    /// Train a tag (the three stages of Tag-LLM). Resumable: run the same command again.
+    Train {
+        #[command(subcommand)]
+        stage: TrainStage,
+    },
     /// Inspect the tag library.
     Tags {
         #[command(subcommand)]
         action: TagsAction,
     },
+}
+
+/// Optimisation flags shared by the stages.
+#[derive(clap::Args, Clone)]
+pub struct TrainFlags {
+    #[arg(long, default_value_t = 500)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Vectors per tag.
+    #[arg(long, default_value_t = 10)]
+    pub p: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where the tag is written (default: TAGS/NAME.safetensors).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum TrainStage {
+    /// Stage 1: a domain tag, by next-token prediction on unlabelled inputs (one per line).
+    Domain {
+        #[arg(long)]
+        name: String,
+        /// What the tag marks.
+        #[arg(long, value_enum)]
+        input: InputArg,
+        /// One input per line.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Use at most this many lines.
+        #[arg(long, default_value_t = 100_000)]
+        max_lines: usize,
+        #[command(flatten)]
+        flags: TrainFlags,
+    },
+    /// Stages 2 and 3: a function tag and its head; the domain tags in its template are frozen.
+    Function {
+        #[arg(long)]
+        name: String,
+        /// Prompt template with <Tag> and {Domain} placeholders, ending with <NAME>.
+        #[arg(long)]
+        template: String,
+        #[arg(long)]
+        train: PathBuf,
+        #[arg(long)]
+        valid: PathBuf,
+        /// Input columns, one per template input in order (e.g. sequence,smiles).
+        #[arg(long, value_delimiter = ',')]
+        input_cols: Vec<String>,
+        #[arg(long, default_value = "target")]
+        target_col: String,
+        #[arg(long, value_enum, default_value = "regression")]
+        output: OutputArg,
+        /// The predicted quantity's name and units, shown with predictions.
+        #[arg(long)]
+        target_name: Option<String>,
+        #[arg(long, default_value = "")]
+        units: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long)]
+        max_train: Option<usize>,
+        #[arg(long, default_value_t = 300)]
+        max_valid: usize,
+        #[arg(long, default_value_t = 100)]
+        eval_every: usize,
+        #[command(flatten)]
+        flags: TrainFlags,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum InputArg {
+    Smiles,
+    Protein,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OutputArg {
+    Regression,
+    Binary,
 }
 
 #[derive(Subcommand)]

@@ -1,0 +1,338 @@
+//! The inference worker: holds the model and the tag library, runs predictions off the page's
+//! thread. Started by the `tagllm-worker` binary (Trunk builds it as a worker with a loader shim).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::{Array, Promise, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{Cache, DedicatedWorkerGlobalScope, MessageEvent, ReadableStreamDefaultReader, Response};
+
+use super::protocol::{FromWorker, Outcome, SlotInfo, TagInfo, ToWorker, WeightsChoice};
+use crate::model::{gguf::sha256_hex, Model, Weights};
+use crate::predict::Predictor;
+use crate::tags::{InputType, TagLibrary};
+
+/// The Cache Storage bucket the model file is kept in.
+pub const MODEL_CACHE: &str = "tagllm-model-v1";
+
+#[derive(Default)]
+struct State {
+    model: Option<Rc<Model>>,
+    library: Rc<TagLibrary>,
+    /// The id of a prediction run the page cancelled.
+    cancelled: Cell<Option<u32>>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+fn send(msg: &FromWorker) {
+    let text = serde_json::to_string(msg).expect("messages serialise");
+    let _ = scope().post_message(&JsValue::from_str(&text));
+}
+
+fn status(text: impl Into<String>) {
+    send(&FromWorker::Status { text: text.into() });
+}
+
+fn js_err(e: JsValue) -> String {
+    e.as_string()
+        .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// Entry point of the worker binary.
+pub fn start() {
+    console_error_panic_hook::set_once();
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|ev: MessageEvent| {
+        let data = ev.data();
+        let (text, bytes) = if let Some(s) = data.as_string() {
+            (s, None)
+        } else if Array::is_array(&data) {
+            let a: Array = data.unchecked_into();
+            (a.get(0).as_string().unwrap_or_default(), a.get(1).dyn_into::<Uint8Array>().ok().map(|b| b.to_vec()))
+        } else {
+            return;
+        };
+        match serde_json::from_str::<ToWorker>(&text) {
+            Ok(msg) => spawn_local(handle(msg, bytes)),
+            Err(e) => web_sys::console::error_1(&format!("worker: bad message {text}: {e}").into()),
+        }
+    });
+    scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    send(&FromWorker::Hello);
+}
+
+async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
+    match msg {
+        ToWorker::Init { model_url, model_sha256, tags_url, weights } => {
+            if let Err(message) = init(&model_url, &model_sha256, &tags_url, weights).await {
+                send(&FromWorker::Fatal { message });
+            }
+        }
+        ToWorker::AddTag { file } => {
+            let Some(model) = STATE.with(|s| s.borrow().model.clone()) else {
+                send(&FromWorker::Tags { tags: vec![], errors: vec![format!("{file}: the model is not loaded yet")] });
+                return;
+            };
+            let mut lib = STATE.with(|s| (*s.borrow().library).clone());
+            let errors = match lib.add_bytes(&bytes.unwrap_or_default(), &file, &model.identity) {
+                Ok(_) => vec![],
+                Err(e) => vec![e.to_string()],
+            };
+            let tags = describe(&model, &lib);
+            STATE.with(|s| s.borrow_mut().library = Rc::new(lib));
+            send(&FromWorker::Tags { tags, errors });
+        }
+        ToWorker::Predict { id, tag, items } => predict(id, &tag, items).await,
+        ToWorker::Cancel { id } => STATE.with(|s| s.borrow().cancelled.set(Some(id))),
+    }
+}
+
+async fn init(model_url: &str, sha256: &str, tags_url: &str, weights: WeightsChoice) -> Result<(), String> {
+    let t0 = now_ms();
+    let (bytes, from_cache) = model_bytes(model_url, sha256).await?;
+    status(match weights {
+        WeightsChoice::F32 => "Preparing the model (expanding the weights to f32, ~540 MB)…",
+        WeightsChoice::Quantized => "Preparing the model (quantised weights, ~100 MB)…",
+    });
+    yield_now().await;
+    let w = match weights {
+        WeightsChoice::F32 => Weights::F32,
+        WeightsChoice::Quantized => Weights::Quantized,
+    };
+    let model = Rc::new(Model::from_bytes(bytes, w).map_err(|e| format!("cannot load the model: {e}"))?);
+    status("Loading the tags…");
+    let (lib, tag_errors) = load_tags(tags_url, &model).await;
+    let tags = describe(&model, &lib);
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.model = Some(model);
+        s.library = Rc::new(lib);
+    });
+    send(&FromWorker::Ready {
+        weights,
+        backend: "CPU".into(),
+        load_ms: now_ms() - t0,
+        from_cache,
+        tags,
+        tag_errors,
+    });
+    Ok(())
+}
+
+/// The model file: from Cache Storage when it is there and intact, else downloaded (with
+/// progress), checked against `sha256` and stored.
+async fn model_bytes(url: &str, sha256: &str) -> Result<(Vec<u8>, bool), String> {
+    let scope = scope();
+    let cache: Option<Cache> = match scope.caches() {
+        Ok(caches) => JsFuture::from(caches.open(MODEL_CACHE)).await.ok().map(|c| c.unchecked_into()),
+        Err(_) => None,
+    };
+    if let Some(cache) = &cache {
+        status("Looking for the model in the browser's cache…");
+        if let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await {
+            if let Ok(resp) = hit.dyn_into::<Response>() {
+                if let Ok(buf) = JsFuture::from(resp.array_buffer().map_err(js_err)?).await {
+                    let bytes = Uint8Array::new(&buf).to_vec();
+                    status("Checking the cached model (sha256)…");
+                    yield_now().await;
+                    if sha256_hex(&bytes) == sha256 {
+                        return Ok((bytes, true));
+                    }
+                    let _ = JsFuture::from(cache.delete_with_str(url)).await;
+                }
+            }
+        }
+    }
+    status("Downloading the model…");
+    let resp: Response = JsFuture::from(scope.fetch_with_str(url))
+        .await
+        .map_err(|e| format!("cannot download the model from {url}: {}", js_err(e)))?
+        .unchecked_into();
+    if !resp.ok() {
+        return Err(format!("cannot download the model from {url}: HTTP {} {}", resp.status(), resp.status_text()));
+    }
+    let total: u64 = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut bytes = Vec::with_capacity(total as usize);
+    let body = resp.body().ok_or("the model download has no body")?;
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut last = 0.0;
+    send(&FromWorker::Download { loaded: 0, total });
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(|e| format!("the model download failed: {}", js_err(e)))?;
+        let done = js_sys::Reflect::get(&chunk, &"done".into()).map(|v| v.is_truthy()).unwrap_or(true);
+        if done {
+            break;
+        }
+        let value: Uint8Array = js_sys::Reflect::get(&chunk, &"value".into()).map_err(js_err)?.unchecked_into();
+        let start = bytes.len();
+        bytes.resize(start + value.length() as usize, 0);
+        value.copy_to(&mut bytes[start..]);
+        if now_ms() - last > 100.0 {
+            last = now_ms();
+            send(&FromWorker::Download { loaded: bytes.len() as u64, total });
+        }
+    }
+    send(&FromWorker::Download { loaded: bytes.len() as u64, total: total.max(bytes.len() as u64) });
+    status("Checking the download (sha256)…");
+    yield_now().await;
+    let got = sha256_hex(&bytes);
+    if got != sha256 {
+        return Err(format!(
+            "the downloaded model is not the expected file (sha256 {got}, expected {sha256}); reload to try again"
+        ));
+    }
+    if let Some(cache) = &cache {
+        status("Storing the model in the browser's cache…");
+        let copy = Uint8Array::from(&bytes[..]);
+        if let Ok(resp) = Response::new_with_opt_buffer_source(Some(&copy)) {
+            if let Err(e) = JsFuture::from(cache.put_with_str(url, &resp)).await {
+                web_sys::console::warn_1(&format!("could not cache the model: {}", js_err(e)).into());
+            }
+        }
+    }
+    Ok((bytes, false))
+}
+
+/// Fetches `tags_url` (a JSON list of file names, relative to it) and every tag file in it.
+async fn load_tags(tags_url: &str, model: &Model) -> (TagLibrary, Vec<String>) {
+    let mut lib = TagLibrary::new();
+    let mut errors = Vec::new();
+    let names: Vec<String> = match fetch_bytes(tags_url).await {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(n) => n,
+            Err(e) => {
+                errors.push(format!("{tags_url}: not a JSON list of tag files: {e}"));
+                vec![]
+            }
+        },
+        Err(e) => {
+            errors.push(format!("no tag list: {e}"));
+            vec![]
+        }
+    };
+    let base = tags_url.rsplit_once('/').map(|(b, _)| format!("{b}/")).unwrap_or_default();
+    for name in names {
+        match fetch_bytes(&format!("{base}{name}")).await {
+            Ok(bytes) => {
+                if let Err(e) = lib.add_bytes(&bytes, &name, &model.identity) {
+                    errors.push(e.to_string());
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    (lib, errors)
+}
+
+async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+    let resp: Response = JsFuture::from(scope().fetch_with_str(url))
+        .await
+        .map_err(|e| format!("cannot fetch {url}: {}", js_err(e)))?
+        .unchecked_into();
+    if !resp.ok() {
+        return Err(format!("cannot fetch {url}: HTTP {}", resp.status()));
+    }
+    let buf = JsFuture::from(resp.array_buffer().map_err(js_err)?).await.map_err(js_err)?;
+    Ok(Uint8Array::new(&buf).to_vec())
+}
+
+/// What the page shows about each tag; function tags get their input slots (or the reason they
+/// cannot predict).
+fn describe(model: &Model, lib: &TagLibrary) -> Vec<TagInfo> {
+    lib.iter()
+        .map(|tag| {
+            let mut info = TagInfo::basic(tag);
+            if info.function {
+                match Predictor::new(model, lib, &info.name) {
+                    Ok(p) => {
+                        info.slots = p
+                            .slots()
+                            .iter()
+                            .map(|s| SlotInfo { domain: s.domain.clone(), protein: s.kind == InputType::Protein })
+                            .collect()
+                    }
+                    Err(e) => info.problem = Some(e.to_string()),
+                }
+            }
+            info
+        })
+        .collect()
+}
+
+async fn predict(id: u32, tag: &str, items: Vec<Vec<String>>) {
+    let t0 = now_ms();
+    let (model, lib) = STATE.with(|s| {
+        let s = s.borrow();
+        s.cancelled.set(None);
+        (s.model.clone(), s.library.clone())
+    });
+    let total = items.len();
+    let Some(model) = model else {
+        let values = vec![Outcome::Error("the model is not loaded yet".into()); total];
+        send(&FromWorker::Results { id, values, ms: 0.0, cancelled: false });
+        return;
+    };
+    let predictor = match Predictor::new(&model, &lib, tag) {
+        Ok(p) => p,
+        Err(e) => {
+            let values = vec![Outcome::Error(e.to_string()); total];
+            send(&FromWorker::Results { id, values, ms: 0.0, cancelled: false });
+            return;
+        }
+    };
+    let chunk = predictor.batch_size.max(1);
+    let mut values = Vec::with_capacity(total);
+    let mut cancelled = false;
+    send(&FromWorker::Progress { id, done: 0, total });
+    for part in items.chunks(chunk) {
+        // Let a Cancel message in before each chunk.
+        yield_now().await;
+        if STATE.with(|s| s.borrow().cancelled.get()) == Some(id) {
+            cancelled = true;
+            break;
+        }
+        let before = values.len();
+        let results = predictor.predict_with_progress(part, |done, _| {
+            send(&FromWorker::Progress { id, done: before + done, total });
+            true
+        });
+        values.extend(results.into_iter().map(|r| match r {
+            Ok(v) => Outcome::Value(v),
+            Err(e) => Outcome::Error(e),
+        }));
+        send(&FromWorker::Progress { id, done: values.len(), total });
+    }
+    while values.len() < total {
+        values.push(Outcome::Error("cancelled before it was computed".into()));
+    }
+    send(&FromWorker::Results { id, values, ms: now_ms() - t0, cancelled });
+}
+
+/// Yields to the worker's event loop (so messages such as Cancel get delivered).
+async fn yield_now() {
+    let p = Promise::new(&mut |resolve, _| {
+        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+    });
+    let _ = JsFuture::from(p).await;
+}
