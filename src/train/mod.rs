@@ -13,6 +13,7 @@
 
 pub mod data;
 pub mod optim;
+pub mod probe;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -363,6 +363,33 @@ fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
                 tagllm::train::train_domain_tag(&model, name, kind, &lines, &options(flags, flags.steps), &out, reporter(flags.steps, "train"))?;
             eprintln!("wrote {} (loss {first:.4} → {last:.4}, {:.0}s)", out.display(), started.elapsed().as_secs_f64());
         }
+        TrainStage::Probe { template, train, valid, test, input_cols, target_col, max_train, max_valid, max_test } => {
+            let template = tagllm::tags::Template::parse(template)?;
+            let library = load_library(&cli.tags, &model, false)?;
+            let kinds = template
+                .inputs()
+                .map(|d| match library.get(d).ok().and_then(|t| t.meta.input) {
+                    Some(k) => Ok(k),
+                    None if d.eq_ignore_ascii_case("smiles") => Ok(InputType::Smiles),
+                    None if d.eq_ignore_ascii_case("protein") => Ok(InputType::Protein),
+                    None => bail!("cannot tell what {{{d}}} holds: load its domain tag with --tags"),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let load = |p: &Path, n: Option<usize>| -> Result<Vec<tagllm::train::Example>> {
+                let (mut e, _) = tagllm::train::load_examples(p, input_cols, target_col)?;
+                if let Some(n) = n {
+                    e.truncate(n);
+                }
+                Ok(e)
+            };
+            let started = std::time::Instant::now();
+            let report = tagllm::train::probe::no_tag_probe(
+                &model, &template, &kinds, &load(train, Some(*max_train))?, &load(valid, Some(*max_valid))?, &load(test, *max_test)?,
+            )?;
+            let mut v = serde_json::to_value(&report)?;
+            v["wall_s"] = json!(started.elapsed().as_secs_f64());
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
         TrainStage::Function {
             name, template, train, valid, input_cols, target_col, output, target_name, units, description,
             max_train, max_valid, eval_every, flags,

@@ -174,6 +174,28 @@ pub enum TrainStage {
         #[command(flatten)]
         flags: TrainFlags,
     },
+    /// The "no tag" ablation: the template with its tags removed and a ridge head fitted on the
+    /// frozen model's last hidden state. Prints test metrics as JSON.
+    Probe {
+        #[arg(long)]
+        template: String,
+        #[arg(long)]
+        train: PathBuf,
+        #[arg(long)]
+        valid: PathBuf,
+        #[arg(long)]
+        test: PathBuf,
+        #[arg(long, value_delimiter = ',')]
+        input_cols: Vec<String>,
+        #[arg(long, default_value = "target")]
+        target_col: String,
+        #[arg(long, default_value_t = 2000)]
+        max_train: usize,
+        #[arg(long, default_value_t = 300)]
+        max_valid: usize,
+        #[arg(long)]
+        max_test: Option<usize>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]

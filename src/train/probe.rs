@@ -1,0 +1,136 @@
+//! The "no tag" ablation: the same prompt with every tag removed, and a ridge-regression head on
+//! the final-norm hidden state at the prompt's last position, fitted in closed form (the best
+//! linear read-out of the frozen model for that prompt). What a tag adds is measured against it.
+
+use super::Example;
+use crate::error::{Error, Result};
+use crate::metrics::{regression_metrics, RegressionMetrics};
+use crate::model::{KvCache, Llama, Mode, Model, Segment};
+use crate::predict::render_input;
+use crate::tags::{InputType, Piece, Template};
+
+/// Ablation result: test metrics and the ridge strength chosen on validation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProbeReport {
+    pub test: RegressionMetrics,
+    pub lambda: f64,
+    pub train_examples: usize,
+}
+
+/// Hidden states `[n, d]` (f64 rows) at the last position of each item's tag-free prompt.
+fn features(model: &Model, template: &Template, kinds: &[InputType], items: &[Example], batch: usize) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
+    let tok = &model.tokenizer;
+    let mut prompts = Vec::new();
+    let mut targets = Vec::new();
+    'items: for e in items {
+        let mut segs = Vec::new();
+        let mut slot = 0;
+        for piece in &template.pieces {
+            match piece {
+                Piece::Text(t) => segs.push(Segment::Tokens(tok.encode(t)?)),
+                Piece::Tag(_) => {}
+                Piece::Input { lead, .. } => {
+                    let Ok(text) = render_input(kinds[slot], &e.inputs[slot]) else { continue 'items };
+                    segs.push(Segment::Tokens(tok.encode(&format!("{lead}{text}"))?));
+                    slot += 1;
+                }
+            }
+        }
+        prompts.push(segs);
+        targets.push(e.target);
+    }
+    let mut rows = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(batch.max(1)) {
+        let (x, lens) = model.llama.embed_batch(chunk)?;
+        let h = model.llama.forward(&x, &mut KvCache::new(), Mode::Infer)?;
+        let last: Vec<usize> = lens.iter().map(|l| l - 1).collect();
+        let h: Vec<Vec<f32>> = Llama::gather_positions(&h, &last)?.to_vec2()?;
+        rows.extend(h.into_iter().map(|r| r.into_iter().map(f64::from).collect::<Vec<f64>>()));
+    }
+    Ok((rows, targets))
+}
+
+/// Solves `a x = b` (a symmetric positive definite, n × n, row-major) by Cholesky.
+fn solve_spd(a: &[f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
+            if i == j {
+                let d = a[i * n + i] - s;
+                if d <= 0.0 {
+                    return None;
+                }
+                l[i * n + i] = d.sqrt();
+            } else {
+                l[i * n + j] = (a[i * n + j] - s) / l[j * n + j];
+            }
+        }
+    }
+    let mut y = vec![0.0; n];
+    for i in 0..n {
+        y[i] = (b[i] - (0..i).map(|k| l[i * n + k] * y[k]).sum::<f64>()) / l[i * n + i];
+    }
+    let mut x = vec![0.0; n];
+    for i in (0..n).rev() {
+        x[i] = (y[i] - (i + 1..n).map(|k| l[k * n + i] * x[k]).sum::<f64>()) / l[i * n + i];
+    }
+    Some(x)
+}
+
+/// Fits the ablation on `train`, picks the ridge strength on `valid`, reports on `test`.
+pub fn no_tag_probe(
+    model: &Model,
+    template: &Template,
+    kinds: &[InputType],
+    train: &[Example],
+    valid: &[Example],
+    test: &[Example],
+) -> Result<ProbeReport> {
+    let batch = 16;
+    let (xt, yt) = features(model, template, kinds, train, batch)?;
+    let (xv, yv) = features(model, template, kinds, valid, batch)?;
+    let (xs, ys) = features(model, template, kinds, test, batch)?;
+    if xt.is_empty() {
+        return Err(Error::Usage("no valid training example for the probe".into()));
+    }
+    let d = xt[0].len();
+    let n = xt.len() as f64;
+    let mean_x: Vec<f64> = (0..d).map(|j| xt.iter().map(|r| r[j]).sum::<f64>() / n).collect();
+    let mean_y = yt.iter().sum::<f64>() / n;
+    let mut gram = vec![0.0; d * d];
+    let mut xty = vec![0.0; d];
+    for (r, y) in xt.iter().zip(&yt) {
+        let c: Vec<f64> = r.iter().zip(&mean_x).map(|(a, m)| a - m).collect();
+        for i in 0..d {
+            xty[i] += c[i] * (y - mean_y);
+            for j in 0..=i {
+                gram[i * d + j] += c[i] * c[j];
+            }
+        }
+    }
+    for i in 0..d {
+        for j in 0..i {
+            gram[j * d + i] = gram[i * d + j];
+        }
+    }
+    let scale = (0..d).map(|i| gram[i * d + i]).sum::<f64>() / d as f64;
+    let predict = |w: &[f64], x: &[Vec<f64>]| -> Vec<f64> {
+        x.iter().map(|r| mean_y + r.iter().zip(&mean_x).zip(w).map(|((a, m), w)| (a - m) * w).sum::<f64>()).collect()
+    };
+    let mut best: Option<(f64, f64, Vec<f64>)> = None;
+    for exp in -4..=3 {
+        let lambda = scale * 10f64.powi(exp);
+        let mut a = gram.clone();
+        for i in 0..d {
+            a[i * d + i] += lambda;
+        }
+        let Some(w) = solve_spd(&a, &xty, d) else { continue };
+        let mse = regression_metrics(&predict(&w, &xv), &yv).mse;
+        if best.as_ref().is_none_or(|b| mse < b.0) {
+            best = Some((mse, lambda, w));
+        }
+    }
+    let (_, lambda, w) = best.ok_or_else(|| Error::Usage("ridge solve failed".into()))?;
+    Ok(ProbeReport { test: regression_metrics(&predict(&w, &xs), &ys), lambda, train_examples: xt.len() })
+}
