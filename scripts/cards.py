@@ -68,7 +68,7 @@ def fmt(v):
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
-def card(name, limit):
+def card(name, limit, ablation):
     task, col, pcol, what = TASKS[name]
     tag_path = os.path.join(ROOT, "tags", f"{name}.safetensors")
     if not os.path.exists(tag_path):
@@ -119,7 +119,20 @@ def card(name, limit):
     for bname, b in base.items():
         if isinstance(b, dict) and "mse" in b:
             lines.append(f"| {bname} | {b.get('n', '—')} | {fmt(b.get('mse'))} | {fmt(b.get('mae'))} | {fmt(b.get('pearson'))} | {fmt(b.get('spearman'))} | {fmt(b.get('r2'))} |")
-    lines += ["| same prompt without tags (ablation) | — | not measured yet | | | | |", ""]
+    probe_path = os.path.join(ROOT, "tags", f"{name}.probe.json")
+    if ablation:
+        cmd = [binary, "train", "probe", "--template", meta["template"], "--train", os.path.join(task_dir, "train.csv"),
+               "--valid", os.path.join(task_dir, "valid.csv"), "--test", os.path.join(task_dir, "test.csv"),
+               "--input-cols", ",".join([c for c in (pcol, col) if c]), "--max-train", "1000", "--max-valid", "200"]
+        if limit:
+            cmd += ["--max-test", str(limit)]
+        probe = json.loads(subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout)
+        json.dump(probe, open(probe_path, "w"), indent=1)
+    if os.path.exists(probe_path):
+        pr = json.load(open(probe_path)); t = pr["test"]
+        lines += [f"| same prompt without tags + ridge head (ablation, {pr['train_examples']} train) | {t['n']} | {fmt(t['mse'])} | {fmt(t['mae'])} | {fmt(t['pearson'])} | {fmt(t['spearman'])} | {fmt(t['r2'])} |", ""]
+    else:
+        lines += ["| same prompt without tags (ablation) | — | not measured yet (`--ablation`) | | | | |", ""]
     if len(sources) > 1:
         lines += ["### Per source", "", "| source | n | MSE | Pearson | R² | best baseline R² |", "| --- | --- | --- | --- | --- | --- |"]
         for s, pairs in sorted(sources.items()):
@@ -139,7 +152,8 @@ def card(name, limit):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("names", nargs="*")
-    ap.add_argument("--limit", type=int)
+    ap.add_argument("--limit", type=int, help="evaluate only the first N test rows")
+    ap.add_argument("--ablation", action="store_true", help="also run the no-tag ablation (slow)")
     a = ap.parse_args()
     for n in a.names or TASKS:
-        card(n, a.limit)
+        card(n, a.limit, a.ablation)

@@ -15,6 +15,8 @@ pub enum ToWorker {
     AddTag { file: String },
     Predict { id: u32, tag: String, items: Vec<Vec<String>> },
     Cancel { id: u32 },
+    /// Free text generation; `<Tag>` names in the prompt splice in loaded tags.
+    Generate { id: u32, prompt: String, max_tokens: usize, temperature: f64, seed: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +43,9 @@ pub enum FromWorker {
     Tags { tags: Vec<TagInfo>, errors: Vec<String> },
     Progress { id: u32, done: usize, total: usize },
     Results { id: u32, values: Vec<Outcome>, ms: f64, cancelled: bool },
+    /// A piece of generated text, as soon as it is complete.
+    Piece { id: u32, text: String },
+    Generated { id: u32, tokens: usize, ms: f64, error: Option<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

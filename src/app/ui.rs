@@ -78,6 +78,12 @@ struct App {
     run_started: RwSignal<f64>,
     /// Inputs of the run in progress, to pair with the worker's results.
     pending: RwSignal<Vec<String>>,
+    prompt: RwSignal<String>,
+    max_tokens: RwSignal<String>,
+    temperature: RwSignal<String>,
+    generating: RwSignal<Option<u32>>,
+    generated: RwSignal<String>,
+    gen_info: RwSignal<String>,
 }
 
 impl App {
@@ -104,6 +110,12 @@ impl App {
             run_info: RwSignal::new(String::new()),
             run_started: RwSignal::new(0.0),
             pending: RwSignal::new(vec![]),
+            prompt: RwSignal::new("The capital of France is".into()),
+            max_tokens: RwSignal::new("32".into()),
+            temperature: RwSignal::new("0".into()),
+            generating: RwSignal::new(None),
+            generated: RwSignal::new(String::new()),
+            gen_info: RwSignal::new(String::new()),
         }
     }
 
@@ -233,7 +245,34 @@ impl App {
                 self.results.set(rows);
                 self.running.set(None);
             }
+            FromWorker::Piece { id, text } => {
+                if self.generating.get_untracked() == Some(id) {
+                    self.generated.update(|g| g.push_str(&text));
+                }
+            }
+            FromWorker::Generated { id, tokens, ms, error } => {
+                if self.generating.get_untracked() != Some(id) {
+                    return;
+                }
+                self.gen_info.set(match error {
+                    Some(e) => format!("Error: {e}"),
+                    None => format!("{tokens} tokens in {:.1} s", ms / 1000.0),
+                });
+                self.generating.set(None);
+            }
         }
+    }
+
+    fn generate(self) {
+        let max_tokens = self.max_tokens.get_untracked().trim().parse::<usize>().unwrap_or(32).clamp(1, 512);
+        let temperature = self.temperature.get_untracked().trim().parse::<f64>().unwrap_or(0.0).max(0.0);
+        let id = self.next_id.get_untracked();
+        self.next_id.set(id + 1);
+        self.generated.set(String::new());
+        self.gen_info.set(String::new());
+        self.generating.set(Some(id));
+        let seed = js_sys::Date::now() as u64;
+        post(&ToWorker::Generate { id, prompt: self.prompt.get_untracked(), max_tokens, temperature, seed }, None);
     }
 
     fn set_tags(self, tags: Vec<TagInfo>, errors: Vec<String>) {
@@ -547,6 +586,27 @@ fn Page() -> impl IntoView {
                 </table>
             </section>
         </Show>
+
+        <details class="card" data-testid="generation">
+            <summary><h2 class="inline">"Generate text"</h2>
+                <span class="small">" — the base model continues a prompt; write a tag's name in angle brackets (e.g. <QED>) to splice its vectors in"</span></summary>
+            <textarea data-testid="prompt" rows="3" spellcheck="false"
+                prop:value=move || app.prompt.get()
+                on:input=move |ev| app.prompt.set(event_target_value(&ev))></textarea>
+            <div class="row small">
+                <label>"max tokens "<input data-testid="max-tokens" type="number" min="1" max="512" class="num-input"
+                    prop:value=move || app.max_tokens.get() on:input=move |ev| app.max_tokens.set(event_target_value(&ev)) /></label>
+                <label>"temperature "<input data-testid="temperature" type="number" min="0" max="2" step="0.1" class="num-input"
+                    prop:value=move || app.temperature.get() on:input=move |ev| app.temperature.set(event_target_value(&ev)) /></label>
+                <button data-testid="generate" class="button"
+                    disabled=move || app.state.get() != "ready" || app.generating.get().is_some() || app.running.get().is_some()
+                    on:click=move |_| app.generate()>"Generate"</button>
+                <span data-testid="gen-info">{move || app.gen_info.get()}</span>
+            </div>
+            <pre data-testid="generated" data-state=move || if app.generating.get().is_some() { "running" } else { "done" }>
+                <span class="prompt-echo">{move || app.prompt.get()}</span><span data-testid="generated-text">{move || app.generated.get()}</span>
+            </pre>
+        </details>
 
         <footer class="small">
             "Tag-LLM (Shen et al., ICML 2024). Predictions from untrained or weak tags are not measurements; see each tag's test metrics."

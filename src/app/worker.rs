@@ -11,7 +11,7 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{Cache, DedicatedWorkerGlobalScope, MessageEvent, ReadableStreamDefaultReader, Response};
 
 use super::protocol::{FromWorker, Outcome, SlotInfo, TagInfo, ToWorker, WeightsChoice};
-use crate::model::{gguf::sha256_hex, Model, Weights};
+use crate::model::{gguf::sha256_hex, Model, Sampling, Weights};
 use crate::predict::Predictor;
 use crate::tags::{InputType, TagLibrary};
 
@@ -99,6 +99,9 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
         }
         ToWorker::Predict { id, tag, items } => predict(id, &tag, items).await,
         ToWorker::Cancel { id } => STATE.with(|s| s.borrow().cancelled.set(Some(id))),
+        ToWorker::Generate { id, prompt, max_tokens, temperature, seed } => {
+            generate(id, &prompt, max_tokens, temperature, seed)
+        }
     }
 }
 
@@ -327,6 +330,30 @@ async fn predict(id: u32, tag: &str, items: Vec<Vec<String>>) {
         values.push(Outcome::Error("cancelled before it was computed".into()));
     }
     send(&FromWorker::Results { id, values, ms: now_ms() - t0, cancelled });
+}
+
+fn generate(id: u32, prompt: &str, max_tokens: usize, temperature: f64, seed: u64) {
+    let t0 = now_ms();
+    let (model, lib) = STATE.with(|s| {
+        let s = s.borrow();
+        (s.model.clone(), s.library.clone())
+    });
+    let Some(model) = model else {
+        send(&FromWorker::Generated { id, tokens: 0, ms: 0.0, error: Some("the model is not loaded yet".into()) });
+        return;
+    };
+    let sampling = Sampling { temperature, top_p: 0.95, seed };
+    let result = lib.splice(prompt, &model.tokenizer).and_then(|segments| {
+        model.generate(&segments, max_tokens, sampling, |piece| {
+            send(&FromWorker::Piece { id, text: piece.to_string() });
+            true
+        })
+    });
+    let (tokens, error) = match result {
+        Ok(t) => (t.len(), None),
+        Err(e) => (0, Some(e.to_string())),
+    };
+    send(&FromWorker::Generated { id, tokens, ms: now_ms() - t0, error });
 }
 
 /// Yields to the worker's event loop (so messages such as Cancel get delivered).

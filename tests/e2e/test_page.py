@@ -182,6 +182,24 @@ def main():
         assert adiff <= tol, adiff
         Select(testid(driver, "function-tag")).select_by_value("QED")
 
+        # Text generation (greedy) gives the CLI's text.
+        want_text = subprocess.run([args.cli, "--tags", str(args.tags), "generate", "--prompt", "The capital of France is",
+                                    "--max-tokens", "3", "--temperature", "0"],
+                                   check=True, capture_output=True, text=True).stdout
+        want_text = want_text[:-1] if want_text.endswith("\n") else want_text  # the CLI's closing newline
+        driver.find_element(By.CSS_SELECTOR, '[data-testid="generation"] summary').click()
+        for name, value in [("prompt", "The capital of France is"), ("max-tokens", "3"), ("temperature", "0")]:
+            el = testid(driver, name)
+            el.clear()
+            el.send_keys(value)
+        testid(driver, "generate").click()
+        WebDriverWait(driver, RUN_TIMEOUT_S).until(lambda d: testid(d, "gen-info").text)
+        got_text = driver.execute_script('return document.querySelector(\'[data-testid="generated-text"]\').textContent')
+        metrics["generated"] = got_text
+        metrics["gen_info"] = testid(driver, "gen-info").text
+        assert got_text == want_text, (got_text, want_text)
+        driver.save_screenshot(str(args.out / "screenshot-generate.png"))
+
         # Throughput: 24 molecules in one run.
         many = [("C" * k) + "O" for k in range(1, 13)] + [f"c1ccccc1{'C' * k}N" for k in range(12)]
         set_inputs(driver, many, f"{len(many)} valid, 0 invalid")
