@@ -45,11 +45,14 @@ pub struct TrainOptions {
     pub eval_every: usize,
     pub seed: u64,
     pub p: usize,
+    /// Regression tags: fit the head in closed form on this many training examples before SGD
+    /// (0: start from a zero head).
+    pub init_examples: usize,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { steps: 500, batch: 8, lr: 1e-3, weight_decay: 0.0, warmup: 0.03, eval_every: 100, seed: 1, p: 10 }
+        Self { steps: 500, batch: 8, lr: 1e-3, weight_decay: 0.0, warmup: 0.03, eval_every: 100, seed: 1, p: 10, init_examples: 256 }
     }
 }
 
@@ -234,17 +237,18 @@ pub fn train_function_tag(
     let started = Instant::now();
     let elapsed_before = info.elapsed_s;
     let mut shared_cache: Option<(Vec<Key>, KvCache)> = None;
-    let mut seen = 0usize;
     let p = opts.p;
-    for step in info.step..opts.steps {
-        let batch = &batches[step];
+    // Hidden states `[n, d]` at the tag's last position for a batch of examples: the prompt
+    // before the tag runs without gradient (its part shared by the batch once, cached across
+    // steps), then the tag's `p` positions run in `mode` after each row's own end.
+    let mut tag_hidden = |batch: &[usize], mode: Mode| -> Result<Tensor> {
         let first = &prompts[batch[0]];
         let shared = (0..first.len()).take_while(|&k| batch.iter().all(|&j| prompts[j].get(k) == Some(&first[k]))).count();
         // Every row must keep at least one varying position for the ragged pass; a batch of
         // identical prompts shares all but the last key.
         let shared = if batch.iter().all(|&j| prompts[j].len() == shared) { shared - 1 } else { shared };
         let prefix_keys = first[..shared].to_vec();
-        let cache = match &shared_cache {
+        let mut cache = match &shared_cache {
             Some((k, c)) if *k == prefix_keys => c.clone(),
             _ => {
                 let mut c = KvCache::new();
@@ -258,12 +262,34 @@ pub fn train_function_tag(
         };
         let rows: Vec<Vec<Segment>> = batch.iter().map(|&j| builder.segments(&prompts[j][shared..])).collect();
         let (x, lens) = model.llama.embed_batch(&rows)?;
-        let mut cache = cache;
         model.llama.forward_ragged(&x, &lens, &mut cache, Mode::Infer)?;
         let n = batch.len();
         let tag_x = vectors.as_tensor().unsqueeze(0)?.broadcast_as((n, p, d))?.contiguous()?;
-        let h = model.llama.forward_ragged(&tag_x, &vec![p; n], &mut cache.detach(), Mode::Train)?;
-        let h = h.i((.., p - 1))?; // [n, d]
+        let h = model.llama.forward_ragged(&tag_x, &vec![p; n], &mut cache.detach(), mode)?;
+        Ok(h.i((.., p - 1))?)
+    };
+    if info.step == 0 && plan.output == OutputKind::Regression && opts.init_examples > 0 {
+        // Start the head at the best linear read-out of the initial tag's hidden state (ridge,
+        // closed form) instead of zero: SGD then refines tag and head from a useful start.
+        let take: Vec<usize> = (0..kept.len().min(opts.init_examples)).collect();
+        let mut feats = Vec::with_capacity(take.len());
+        for chunk in take.chunks(opts.batch.max(1)) {
+            let h: Vec<Vec<f32>> = tag_hidden(chunk, Mode::Infer)?.to_vec2()?;
+            feats.extend(h.into_iter().map(|r| r.into_iter().map(f64::from).collect::<Vec<f64>>()));
+        }
+        let ys: Vec<f64> = take.iter().map(|&j| (kept[j].target - mean) / std).collect();
+        let cut = feats.len() * 3 / 4;
+        let fit = probe::fit_ridge(&feats[..cut], &ys[..cut], &feats[cut..], &ys[cut..])?;
+        let (wr, br) = fit.weights_and_bias();
+        let wr: Vec<f32> = wr.iter().map(|v| (*v / head_scale) as f32).collect();
+        w.set(&Tensor::from_vec(wr, (1, d), model.llama.device())?)?;
+        b.set(&Tensor::new(&[br as f32], model.llama.device())?)?;
+    }
+    let mut seen = 0usize;
+    for step in info.step..opts.steps {
+        let batch = &batches[step];
+        let n = batch.len();
+        let h = tag_hidden(batch, Mode::Train)?;
         let z = ((h.matmul(&w.as_tensor().t()?)?.squeeze(1)? * head_scale)? + b.as_tensor().broadcast_as(n)?)?;
         let y: Vec<f32> = batch.iter().map(|&j| ((kept[j].target - mean) / std) as f32).collect();
         let y = Tensor::new(y.as_slice(), model.llama.device())?;

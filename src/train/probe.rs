@@ -94,13 +94,44 @@ pub fn no_tag_probe(
     if xt.is_empty() {
         return Err(Error::Usage("no valid training example for the probe".into()));
     }
+    let fit = fit_ridge(&xt, &yt, &xv, &yv)?;
+    Ok(ProbeReport { test: regression_metrics(&fit.predict(&xs), &ys), lambda: fit.lambda, train_examples: xt.len() })
+}
+
+/// A linear read-out `y = mean_y + (x − mean_x) · w`.
+pub struct Ridge {
+    pub mean_x: Vec<f64>,
+    pub mean_y: f64,
+    pub w: Vec<f64>,
+    pub lambda: f64,
+}
+
+impl Ridge {
+    pub fn predict(&self, x: &[Vec<f64>]) -> Vec<f64> {
+        x.iter()
+            .map(|r| self.mean_y + r.iter().zip(&self.mean_x).zip(&self.w).map(|((a, m), w)| (a - m) * w).sum::<f64>())
+            .collect()
+    }
+    /// The same map as weights and bias on the raw features.
+    pub fn weights_and_bias(&self) -> (Vec<f64>, f64) {
+        let shift: f64 = self.mean_x.iter().zip(&self.w).map(|(m, w)| m * w).sum();
+        (self.w.clone(), self.mean_y - shift)
+    }
+}
+
+/// Ridge regression in closed form; the strength is chosen on `(xv, yv)` from a grid scaled to
+/// the features (or on the training data itself when no validation rows are given).
+pub fn fit_ridge(xt: &[Vec<f64>], yt: &[f64], xv: &[Vec<f64>], yv: &[f64]) -> Result<Ridge> {
+    if xt.is_empty() {
+        return Err(Error::Usage("no rows to fit".into()));
+    }
     let d = xt[0].len();
     let n = xt.len() as f64;
     let mean_x: Vec<f64> = (0..d).map(|j| xt.iter().map(|r| r[j]).sum::<f64>() / n).collect();
     let mean_y = yt.iter().sum::<f64>() / n;
     let mut gram = vec![0.0; d * d];
     let mut xty = vec![0.0; d];
-    for (r, y) in xt.iter().zip(&yt) {
+    for (r, y) in xt.iter().zip(yt) {
         let c: Vec<f64> = r.iter().zip(&mean_x).map(|(a, m)| a - m).collect();
         for i in 0..d {
             xty[i] += c[i] * (y - mean_y);
@@ -115,22 +146,20 @@ pub fn no_tag_probe(
         }
     }
     let scale = (0..d).map(|i| gram[i * d + i]).sum::<f64>() / d as f64;
-    let predict = |w: &[f64], x: &[Vec<f64>]| -> Vec<f64> {
-        x.iter().map(|r| mean_y + r.iter().zip(&mean_x).zip(w).map(|((a, m), w)| (a - m) * w).sum::<f64>()).collect()
-    };
-    let mut best: Option<(f64, f64, Vec<f64>)> = None;
+    let (xv, yv) = if xv.is_empty() { (xt, yt) } else { (xv, yv) };
+    let mut best: Option<(f64, Ridge)> = None;
     for exp in -4..=3 {
-        let lambda = scale * 10f64.powi(exp);
+        let lambda = scale.max(1e-12) * 10f64.powi(exp);
         let mut a = gram.clone();
         for i in 0..d {
             a[i * d + i] += lambda;
         }
         let Some(w) = solve_spd(&a, &xty, d) else { continue };
-        let mse = regression_metrics(&predict(&w, &xv), &yv).mse;
+        let fit = Ridge { mean_x: mean_x.clone(), mean_y, w, lambda };
+        let mse = regression_metrics(&fit.predict(xv), yv).mse;
         if best.as_ref().is_none_or(|b| mse < b.0) {
-            best = Some((mse, lambda, w));
+            best = Some((mse, fit));
         }
     }
-    let (_, lambda, w) = best.ok_or_else(|| Error::Usage("ridge solve failed".into()))?;
-    Ok(ProbeReport { test: regression_metrics(&predict(&w, &xs), &ys), lambda, train_examples: xt.len() })
+    best.map(|b| b.1).ok_or_else(|| Error::Usage("ridge solve failed".into()))
 }

@@ -322,6 +322,7 @@ fn options(flags: &TrainFlags, eval_every: usize) -> tagllm::train::TrainOptions
         eval_every,
         seed: flags.seed,
         p: flags.p,
+        init_examples: flags.init_examples,
     }
 }
 

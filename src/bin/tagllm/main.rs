@@ -117,6 +117,10 @@ pub struct TrainFlags {
     pub p: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Regression tags: fit the head in closed form (ridge) on this many examples before
+    /// training; 0 starts from a zero head.
+    #[arg(long, default_value_t = 256)]
+    pub init_examples: usize,
     /// Where the tag is written (default: TAGS/NAME.safetensors).
     #[arg(long)]
     pub out: Option<PathBuf>,
