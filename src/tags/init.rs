@@ -99,3 +99,42 @@ pub fn finish(meta: TagMeta, vectors: Tensor, head: Option<(Tensor, Tensor)>) ->
     let bytes = tag.to_bytes()?;
     Tag::from_bytes(&bytes, &format!("<new tag {}>", tag.meta.name))
 }
+
+/// The QED prompt of the paper's reference code.
+pub const QED_TEMPLATE: &str = "# # Input: The SMILES of the molecule is <SMILES> {SMILES}. \n# # Output: the quantitative estimate of druglikeness score is <QED>";
+/// A two-input prompt: the protein first, so that one protein scored against many molecules is
+/// a shared prefix.
+pub const AFFINITY_TEMPLATE: &str = "# # Input: The protein sequence is <Protein> {Protein}. The SMILES of the drug is <SMILES> {SMILES}. \n# # Output: the binding affinity is <BindingAffinity>";
+
+/// Untrained, deterministic demo tags — `SMILES`, `Protein` (domain), `QED` and
+/// `BindingAffinity` (function) — for tests and for trying the machinery before trained tags
+/// exist. Their predictions mean nothing.
+pub fn untrained_demo_tags(model: &Model) -> Result<Vec<Tag>> {
+    let smiles = new_domain_tag(model, "SMILES", InputType::Smiles, 10, 1)?;
+    let protein = new_domain_tag(model, "Protein", InputType::Protein, 10, 2)?;
+    let qed = new_function_tag(
+        model,
+        FunctionSpec {
+            name: "QED",
+            template: QED_TEMPLATE,
+            output: OutputKind::Regression,
+            target: Some(Target { name: "QED".into(), units: String::new(), mean: 0.6, std: 0.15 }),
+            domains: &[&smiles],
+        },
+        10,
+        3,
+    )?;
+    let affinity = new_function_tag(
+        model,
+        FunctionSpec {
+            name: "BindingAffinity",
+            template: AFFINITY_TEMPLATE,
+            output: OutputKind::Regression,
+            target: Some(Target { name: "pKd".into(), units: "-log10(M)".into(), mean: 5.5, std: 0.9 }),
+            domains: &[&protein, &smiles],
+        },
+        10,
+        4,
+    )?;
+    Ok(vec![smiles, protein, qed, affinity])
+}

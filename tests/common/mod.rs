@@ -1,5 +1,5 @@
 //! Shared test set-up: the real model, loaded once per test binary.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -34,45 +34,14 @@ pub fn model() -> &'static Model {
     })
 }
 
-use tagllm::tags::init::{new_domain_tag, new_function_tag, FunctionSpec};
-use tagllm::tags::{InputType, OutputKind, Tag, TagLibrary, Target};
+use tagllm::tags::{Tag, TagLibrary};
 
-pub const QED_TEMPLATE: &str = "# # Input: The SMILES of the molecule is <SMILES> {SMILES}. \n# # Output: the quantitative estimate of druglikeness score is <QED>";
-pub const AFFINITY_TEMPLATE: &str = "# # Input: The protein sequence is <Protein> {Protein}. The SMILES of the drug is <SMILES> {SMILES}. \n# # Output: the binding affinity is <BindingAffinity>";
+pub use tagllm::tags::init::QED_TEMPLATE;
 
 /// Untrained (random) test tags: SMILES and Protein domain tags, a QED regression tag and a
 /// two-input BindingAffinity tag. Deterministic.
 pub fn test_tags() -> Vec<Tag> {
-    let m = model();
-    let smiles = new_domain_tag(m, "SMILES", InputType::Smiles, 10, 1).unwrap();
-    let protein = new_domain_tag(m, "Protein", InputType::Protein, 10, 2).unwrap();
-    let qed = new_function_tag(
-        m,
-        FunctionSpec {
-            name: "QED",
-            template: QED_TEMPLATE,
-            output: OutputKind::Regression,
-            target: Some(Target { name: "QED".into(), units: String::new(), mean: 0.6, std: 0.15 }),
-            domains: &[&smiles],
-        },
-        10,
-        3,
-    )
-    .unwrap();
-    let aff = new_function_tag(
-        m,
-        FunctionSpec {
-            name: "BindingAffinity",
-            template: AFFINITY_TEMPLATE,
-            output: OutputKind::Regression,
-            target: Some(Target { name: "pKd".into(), units: "-log10(M)".into(), mean: 5.5, std: 0.9 }),
-            domains: &[&protein, &smiles],
-        },
-        10,
-        4,
-    )
-    .unwrap();
-    vec![smiles, protein, qed, aff]
+    tagllm::tags::init::untrained_demo_tags(model()).unwrap()
 }
 
 pub fn test_library() -> TagLibrary {
