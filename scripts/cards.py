@@ -109,15 +109,22 @@ def card(name, limit, ablation):
              f"(GGUF sha256 `{meta['base_model']['gguf_sha256'][:16]}…`), p = {meta['p']}; domain tags: "
              + ", ".join(f"`<{r['name']}>`" for r in meta["requires"]) + ".", "",
              "## Training", "",
-             f"- data: `data/tasks/{task}/train.csv` ({prov.get('train_examples', '?')} examples used), validation "
+             f"- data: `data/tasks/{task}/train.csv` ({prov.get('train_examples', '?')} valid examples available, "
+             f"{prov.get('options', {}).get('steps', 0) * prov.get('options', {}).get('batch', 0)} seen = steps × batch), validation "
              f"`valid.csv`; see `data/README.md` for sources and splits",
              f"- options: `{json.dumps(prov.get('options', {}))}`; best validation step {prov.get('best_step', '?')}",
              f"- validation metrics at that step: `{json.dumps(prov.get('valid_metrics', {}))}`", "",
              f"## Test metrics (`data/tasks/{task}/test.csv`, n = {report['n']}, {report['n_invalid']} rows not predicted)", "",
              "| model | n | MSE | MAE | Pearson | Spearman | R² |", "| --- | --- | --- | --- | --- | --- | --- |",
              f"| **`<{name}>` (this tag)** | {ours['n']} | {fmt(ours['mse'])} | {fmt(ours['mae'])} | {fmt(ours['pearson'])} | {fmt(ours['spearman'])} | {fmt(ours['r2'])} |"]
+    only = next(iter(sources)) if len(sources) == 1 else None
+    if only and only != "all":
+        lines.insert(-3, f"Evaluated on the `{only}` part of the test split only; baselines below are on the same part.")
+        lines.insert(-3, "")
     for bname, b in base.items():
         if isinstance(b, dict) and "mse" in b:
+            if only and only in b.get("per_source", {}):
+                b = dict(b["per_source"][only])
             lines.append(f"| {bname} | {b.get('n', '—')} | {fmt(b.get('mse'))} | {fmt(b.get('mae'))} | {fmt(b.get('pearson'))} | {fmt(b.get('spearman'))} | {fmt(b.get('r2'))} |")
     probe_path = os.path.join(ROOT, "tags", f"{name}.probe.json")
     if ablation:
@@ -140,7 +147,8 @@ def card(name, limit, ablation):
             best = max((b.get("per_source", {}).get(s, {}).get("r2") or float("-inf") for b in base.values() if isinstance(b, dict)), default=float("nan"))
             lines.append(f"| {s} | {m['n']} | {fmt(m['mse'])} | {fmt(m['pearson'])} | {fmt(m['r2'])} | {fmt(best)} |")
         lines.append("")
-    best_r2 = max((b.get("r2") or float("-inf") for b in base.values() if isinstance(b, dict) and "r2" in b), default=float("nan"))
+    pick = lambda b: b.get("per_source", {}).get(only, b) if only else b
+    best_r2 = max((pick(b).get("r2") or float("-inf") for b in base.values() if isinstance(b, dict) and "r2" in b), default=float("nan"))
     verdict = ("beats" if ours["r2"] > best_r2 else "**loses to**") + f" the best expert baseline on this split (R² {fmt(ours['r2'])} vs {fmt(best_r2)})."
     lines += ["## Verdict", "", f"This tag {verdict}", "",
               f"Regenerate: `python3 scripts/cards.py {name}` (evaluation took {eval_s:.0f} s here).", ""]
