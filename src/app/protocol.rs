@@ -11,12 +11,17 @@ use crate::tags::{InputType, Tag, TagKind};
 pub enum ToWorker {
     /// Load the model (from Cache Storage, else `model_url`) and the tags listed at `tags_url`.
     Init { model_url: String, model_sha256: String, tags_url: String, weights: WeightsChoice },
+    /// A user's GGUF model file (its bytes follow the message); replaces the loaded model if it
+    /// loads, else the current one stays (`ModelError`).
+    LoadModel { file: String, weights: WeightsChoice },
     /// A user's tag file (its bytes follow the message).
     AddTag { file: String },
     Predict { id: u32, tag: String, items: Vec<Vec<String>> },
     Cancel { id: u32 },
     /// Free text generation; `<Tag>` names in the prompt splice in loaded tags.
     Generate { id: u32, prompt: String, max_tokens: usize, temperature: f64, seed: u64 },
+    /// The `k` vocabulary tokens nearest (cosine) to each vector of tag `tag`.
+    Inspect { tag: String, k: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,16 +41,40 @@ pub enum FromWorker {
     /// A loading step, for the status line.
     Status { text: String },
     /// The model is loaded.
-    Ready { weights: WeightsChoice, backend: String, load_ms: f64, from_cache: bool, tags: Vec<TagInfo>, tag_errors: Vec<String> },
+    Ready {
+        weights: WeightsChoice,
+        backend: String,
+        load_ms: f64,
+        from_cache: bool,
+        model: ModelInfo,
+        tags: Vec<TagInfo>,
+        tag_errors: Vec<String>,
+    },
     /// Loading failed for good.
     Fatal { message: String },
+    /// A user's model file was refused; the model loaded before stays.
+    ModelError { message: String },
     /// The tag library changed (or a tag file was refused: `errors`).
     Tags { tags: Vec<TagInfo>, errors: Vec<String> },
+    /// `done` counts every finished input, invalid ones (done at once) included.
     Progress { id: u32, done: usize, total: usize },
+    /// Outcomes as they are computed: (index in the run's items, outcome).
+    Partial { id: u32, values: Vec<(usize, Outcome)> },
     Results { id: u32, values: Vec<Outcome>, ms: f64, cancelled: bool },
     /// A piece of generated text, as soon as it is complete.
     Piece { id: u32, text: String },
     Generated { id: u32, tokens: usize, ms: f64, error: Option<String> },
+    /// For each of the tag's vectors, the nearest vocabulary tokens (text, cosine).
+    Nearest { tag: String, vectors: Vec<Vec<(String, f32)>>, ms: f64, error: Option<String> },
+}
+
+/// The loaded model, for the status line.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub sha256: String,
+    /// "downloaded", "browser cache", or "local file NAME".
+    pub source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +95,18 @@ pub struct TagInfo {
     pub slots: Vec<SlotInfo>,
     pub problem: Option<String>,
     pub metrics: String,
+    /// Tag file format version and the sha256 of the vectors (identifies the tag's version).
+    pub format_version: u32,
+    pub vectors_sha256: String,
+    /// Number of vectors.
+    pub p: usize,
+    /// Domain tags: what they mark ("SMILES", "protein").
+    pub input: Option<String>,
+    pub template: String,
+    /// Domain tags a function tag was trained with.
+    pub requires: Vec<String>,
+    /// Training provenance, `key: value` pairs.
+    pub provenance: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +142,10 @@ impl TagInfo {
             })
             .collect::<Vec<_>>()
             .join(", ");
+        let show = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
         Self {
             name: m.name.clone(),
             function: m.kind == TagKind::Function,
@@ -109,6 +154,16 @@ impl TagInfo {
             slots: Vec::new(),
             problem: None,
             metrics,
+            format_version: m.format_version,
+            vectors_sha256: tag.vectors_sha256.clone(),
+            p: m.p,
+            input: m.input.map(|i| match i {
+                InputType::Protein => "protein".to_string(),
+                other => format!("{other:?}").to_uppercase(),
+            }),
+            template: m.template.clone().unwrap_or_default(),
+            requires: m.requires.iter().map(|r| r.name.clone()).collect(),
+            provenance: m.provenance.iter().map(|(k, v)| (k.clone(), show(v))).collect(),
         }
     }
 }

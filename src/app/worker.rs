@@ -10,13 +10,22 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{Cache, DedicatedWorkerGlobalScope, MessageEvent, ReadableStreamDefaultReader, Response};
 
-use super::protocol::{FromWorker, Outcome, SlotInfo, TagInfo, ToWorker, WeightsChoice};
-use crate::model::{gguf::sha256_hex, Model, Sampling, Weights};
+use candle_core::{DType, Tensor};
+
+use super::protocol::{FromWorker, ModelInfo, Outcome, SlotInfo, TagInfo, ToWorker, WeightsChoice};
+use crate::model::{gguf::sha256_hex, GgufFile, Model, Sampling, Weights};
 use crate::predict::Predictor;
 use crate::tags::{InputType, TagLibrary};
 
-/// The Cache Storage bucket the model file is kept in.
+/// The Cache Storage bucket the model file is kept in (the service worker, `web/sw.js`, serves
+/// the model from it too).
 pub const MODEL_CACHE: &str = "tagllm-model-v1";
+/// The service worker's cache of the app shell and tags (`web/sw.js`): the worker falls back to it
+/// when a fetch fails and no service worker answered (e.g. a worker not controlled by it).
+pub const SHELL_CACHE: &str = "tagllm-shell-v1";
+/// Inputs per sub-batch of a run: small, so that a Cancel is seen within about a second (the
+/// worker yields to its event loop between sub-batches).
+pub const SUB_BATCH: usize = 4;
 
 #[derive(Default)]
 struct State {
@@ -83,6 +92,8 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                 send(&FromWorker::Fatal { message });
             }
         }
+        ToWorker::LoadModel { file, weights } => load_local_model(&file, bytes.unwrap_or_default(), weights).await,
+        ToWorker::Inspect { tag, k } => inspect(&tag, k),
         ToWorker::AddTag { file } => {
             let Some(model) = STATE.with(|s| s.borrow().model.clone()) else {
                 send(&FromWorker::Tags { tags: vec![], errors: vec![format!("{file}: the model is not loaded yet")] });
@@ -113,14 +124,24 @@ async fn init(model_url: &str, sha256: &str, tags_url: &str, weights: WeightsCho
         WeightsChoice::Quantized => "Preparing the model (quantised weights, ~100 MB)…",
     });
     yield_now().await;
-    let w = match weights {
-        WeightsChoice::F32 => Weights::F32,
-        WeightsChoice::Quantized => Weights::Quantized,
-    };
-    let model = Rc::new(Model::from_bytes(bytes, w).map_err(|e| format!("cannot load the model: {e}"))?);
+    let model = Rc::new(Model::from_bytes(bytes, weights_of(weights)).map_err(|e| format!("cannot load the model: {e}"))?);
     status("Loading the tags…");
     let (lib, tag_errors) = load_tags(tags_url, &model).await;
+    let source = if from_cache { "browser cache" } else { "downloaded" };
+    ready(model, lib, tag_errors, weights, t0, from_cache, source.into());
+    Ok(())
+}
+
+fn weights_of(w: WeightsChoice) -> Weights {
+    match w {
+        WeightsChoice::F32 => Weights::F32,
+        WeightsChoice::Quantized => Weights::Quantized,
+    }
+}
+
+fn ready(model: Rc<Model>, lib: TagLibrary, tag_errors: Vec<String>, weights: WeightsChoice, t0: f64, from_cache: bool, source: String) {
     let tags = describe(&model, &lib);
+    let info = ModelInfo { name: model.identity.name.clone(), sha256: model.identity.gguf_sha256.clone(), source };
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         s.model = Some(model);
@@ -128,13 +149,53 @@ async fn init(model_url: &str, sha256: &str, tags_url: &str, weights: WeightsCho
     });
     send(&FromWorker::Ready {
         weights,
-        backend: "CPU".into(),
+        backend: "CPU (WebAssembly, SIMD)".into(),
         load_ms: now_ms() - t0,
         from_cache,
+        model: info,
         tags,
         tag_errors,
     });
-    Ok(())
+}
+
+/// A user's own GGUF file: checked by the core (architecture, metadata, tensors); if it loads it
+/// replaces the model and the tags are checked again against it, else the loaded model stays.
+async fn load_local_model(file: &str, bytes: Vec<u8>, weights: WeightsChoice) {
+    let t0 = now_ms();
+    status(format!("Checking {file}…"));
+    yield_now().await;
+    let gguf = match GgufFile::from_bytes(bytes) {
+        Ok(g) => g,
+        Err(e) => {
+            send(&FromWorker::ModelError { message: format!("{file}: {e}") });
+            return;
+        }
+    };
+    // Free the old weights before building the new ones (two f32 copies may not fit).
+    let old_lib = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.model = None;
+        s.library.clone()
+    });
+    status(format!("Preparing {file}…"));
+    yield_now().await;
+    let model = match Model::from_gguf(gguf, weights_of(weights)) {
+        Ok(m) => Rc::new(m),
+        Err(e) => {
+            send(&FromWorker::Fatal { message: format!("cannot load {file}: {e}; reload the page to use the default model") });
+            return;
+        }
+    };
+    // The tags loaded so far, checked against the new model.
+    let mut lib = TagLibrary::new();
+    let mut errors = Vec::new();
+    for tag in old_lib.iter() {
+        let name = format!("{}.safetensors", tag.meta.name);
+        if let Err(e) = lib.insert(tag.clone(), &model.identity, &name) {
+            errors.push(e.to_string());
+        }
+    }
+    ready(model, lib, errors, weights, t0, false, format!("local file {file}"));
 }
 
 /// The model file: from Cache Storage when it is there and intact, else downloaded (with
@@ -249,15 +310,26 @@ async fn load_tags(tags_url: &str, model: &Model) -> (TagLibrary, Vec<String>) {
 }
 
 async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
-    let resp: Response = JsFuture::from(scope().fetch_with_str(url))
-        .await
-        .map_err(|e| format!("cannot fetch {url}: {}", js_err(e)))?
-        .unchecked_into();
+    let resp: Response = match JsFuture::from(scope().fetch_with_str(url)).await {
+        Ok(r) => r.unchecked_into(),
+        // Offline and not answered by the service worker: the copy it cached, if any.
+        Err(e) => match cached(url).await {
+            Some(r) => r,
+            None => return Err(format!("cannot fetch {url}: {}", js_err(e))),
+        },
+    };
     if !resp.ok() {
         return Err(format!("cannot fetch {url}: HTTP {}", resp.status()));
     }
     let buf = JsFuture::from(resp.array_buffer().map_err(js_err)?).await.map_err(js_err)?;
     Ok(Uint8Array::new(&buf).to_vec())
+}
+
+/// `url` from the service worker's shell cache.
+async fn cached(url: &str) -> Option<Response> {
+    let caches = scope().caches().ok()?;
+    let cache: Cache = JsFuture::from(caches.open(SHELL_CACHE)).await.ok()?.unchecked_into();
+    JsFuture::from(cache.match_with_str(url)).await.ok()?.dyn_into::<Response>().ok()
 }
 
 /// What the page shows about each tag; function tags get their input slots (or the reason they
@@ -304,32 +376,114 @@ async fn predict(id: u32, tag: &str, items: Vec<Vec<String>>) {
             return;
         }
     };
-    let chunk = predictor.batch_size.max(1);
-    let mut values = Vec::with_capacity(total);
+    // Invalid inputs are done at once: their error is known before any forward pass.
+    let mut values: Vec<Option<Outcome>> = vec![None; total];
+    let mut invalid = Vec::new();
+    let mut valid = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match predictor.prompt(item) {
+            Ok(_) => valid.push(i),
+            Err(e) => invalid.push((i, Outcome::Error(e))),
+        }
+    }
+    let mut done = invalid.len();
+    for (i, v) in &invalid {
+        values[*i] = Some(v.clone());
+    }
+    send(&FromWorker::Progress { id, done, total });
+    if !invalid.is_empty() {
+        send(&FromWorker::Partial { id, values: invalid });
+    }
     let mut cancelled = false;
-    send(&FromWorker::Progress { id, done: 0, total });
-    for part in items.chunks(chunk) {
-        // Let a Cancel message in before each chunk.
+    // Small sub-batches with a yield between them, so that a Cancel gets through quickly.
+    for part in valid.chunks(SUB_BATCH.min(predictor.batch_size.max(1))) {
         yield_now().await;
         if STATE.with(|s| s.borrow().cancelled.get()) == Some(id) {
             cancelled = true;
             break;
         }
-        let before = values.len();
-        let results = predictor.predict_with_progress(part, |done, _| {
-            send(&FromWorker::Progress { id, done: before + done, total });
+        let batch: Vec<Vec<String>> = part.iter().map(|&i| items[i].clone()).collect();
+        let before = done;
+        let results = predictor.predict_with_progress(&batch, |d, _| {
+            send(&FromWorker::Progress { id, done: before + d, total });
             true
         });
-        values.extend(results.into_iter().map(|r| match r {
-            Ok(v) => Outcome::Value(v),
-            Err(e) => Outcome::Error(e),
-        }));
-        send(&FromWorker::Progress { id, done: values.len(), total });
+        let computed: Vec<(usize, Outcome)> = part
+            .iter()
+            .zip(results)
+            .map(|(&i, r)| {
+                let v = match r {
+                    Ok(v) => Outcome::Value(v),
+                    Err(e) => Outcome::Error(e),
+                };
+                values[i] = Some(v.clone());
+                (i, v)
+            })
+            .collect();
+        done += part.len();
+        send(&FromWorker::Progress { id, done, total });
+        send(&FromWorker::Partial { id, values: computed });
     }
-    while values.len() < total {
-        values.push(Outcome::Error("cancelled before it was computed".into()));
-    }
+    let values = values
+        .into_iter()
+        .map(|v| v.unwrap_or_else(|| Outcome::Error("cancelled before it was computed".into())))
+        .collect();
     send(&FromWorker::Results { id, values, ms: now_ms() - t0, cancelled });
+}
+
+/// The `k` vocabulary tokens nearest (cosine similarity) to each vector of `name`: the token
+/// embedding table is read in slices (dequantised rows, no full copy), dot products against the
+/// tag's vectors, divided by both norms.
+fn inspect(name: &str, k: usize) {
+    let t0 = now_ms();
+    let (model, lib) = STATE.with(|s| {
+        let s = s.borrow();
+        (s.model.clone(), s.library.clone())
+    });
+    let result = match (model, lib.get(name)) {
+        (Some(model), Ok(tag)) => nearest_tokens(&model, &tag.vectors, k.clamp(1, 50)).map_err(|e| e.to_string()),
+        (None, _) => Err("the model is not loaded yet".to_string()),
+        (_, Err(e)) => Err(e.to_string()),
+    };
+    let (vectors, error) = match result {
+        Ok(v) => (v, None),
+        Err(e) => (vec![], Some(e)),
+    };
+    send(&FromWorker::Nearest { tag: name.to_string(), vectors, ms: now_ms() - t0, error });
+}
+
+fn nearest_tokens(model: &Model, vectors: &Tensor, k: usize) -> crate::error::Result<Vec<Vec<(String, f32)>>> {
+    let v = vectors.to_dtype(DType::F32)?;
+    let p = v.dim(0)?;
+    let v_norm: Vec<f32> = v.sqr()?.sum(1)?.sqrt()?.to_vec1()?;
+    let vocab = model.llama.config.vocab;
+    // Per vector, the best k so far: (cosine, token id), kept sorted descending.
+    let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(k + 1); p];
+    const SLICE: usize = 4096;
+    let mut start = 0;
+    while start < vocab {
+        let end = (start + SLICE).min(vocab);
+        let ids: Vec<u32> = (start as u32..end as u32).collect();
+        let e = model.llama.embed_tokens(&ids)?.to_dtype(DType::F32)?; // [n, d]
+        let e_norm: Vec<f32> = e.sqr()?.sum(1)?.sqrt()?.to_vec1()?;
+        let dots: Vec<Vec<f32>> = v.matmul(&e.t()?)?.to_vec2()?; // [p, n]
+        for (i, row) in dots.iter().enumerate() {
+            for (j, &dot) in row.iter().enumerate() {
+                let cos = dot / (v_norm[i] * e_norm[j]).max(1e-12);
+                let list = &mut best[i];
+                if list.len() < k || cos > list[list.len() - 1].0 {
+                    let at = list.partition_point(|x| x.0 >= cos);
+                    list.insert(at, (cos, ids[j]));
+                    list.truncate(k);
+                }
+            }
+        }
+        start = end;
+    }
+    Ok(best
+        .into_iter()
+        .map(|list| list.into_iter().map(|(c, id)| (model.tokenizer.token_text(id), c)).collect())
+        .collect())
 }
 
 fn generate(id: u32, prompt: &str, max_tokens: usize, temperature: f64, seed: u64) {
