@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end test of the web page: builds it with Trunk (with untrained test tags), serves it on
-# 127.0.0.1, drives headless Chromium through ChromeDriver (selenium), predicts QED for 3 valid
-# SMILES and 1 invalid one, and compares the page's numbers with the native CLI's.
-# Artefacts: target/e2e/screenshot.png, target/e2e/metrics.json.
+# End-to-end test of the web page: builds it with Trunk (with untrained test tags and a test model
+# card), serves it on 127.0.0.1, drives headless Chromium through ChromeDriver (selenium) and checks
+# every feature of the page (tests/e2e/test_page.py), comparing its numbers with the native CLI's,
+# down to a reload with the server stopped.
+# Artefacts: target/e2e/screenshot*.png, target/e2e/metrics.json.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/setup.sh --web
@@ -11,6 +12,19 @@ export PATH="$PWD/node_modules/.bin:$PATH"
 echo "== e2e: native CLI and test tags"
 cargo build --bin tagllm
 cargo run --quiet --example make_test_tags -- target/e2e-tags
+# A model card for the inspector to render (the test tags are untrained: it says so).
+cat > target/e2e-tags/QED.md <<'CARD'
+# `<QED>` — test card
+
+An **untrained** tag made by `examples/make_test_tags.rs` for the page's end-to-end test: its
+numbers are *not* drug-likeness estimates.
+
+## Test metrics
+
+| model | n | R² |
+| --- | --- | --- |
+| `<QED>` (untrained) | — | not measured |
+CARD
 
 echo "== e2e: building the page (trunk, release)"
 rm -rf target/e2e/dist
@@ -30,4 +44,5 @@ fi
 
 echo "== e2e: headless Chromium"
 "$venv/bin/python" tests/e2e/test_page.py \
-  --dist target/e2e/dist --tags target/e2e-tags --cli target/debug/tagllm --out target/e2e
+  --dist target/e2e/dist --tags target/e2e-tags --cli target/debug/tagllm --out target/e2e \
+  --model models/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -184,7 +184,7 @@ const MAX_MARKS: usize = 1000;
 /// extremes and the gaps are visible at a glance; hover a dot for its input.
 #[component]
 pub fn Chart(rows: Signal<Vec<Row>>, target: Signal<String>) -> impl IntoView {
-    let (w, h) = (640.0f64, 220.0f64);
+    let (w, h) = (640.0f64, 180.0f64);
     let (left, right, top, bottom) = (52.0, 12.0, 12.0, 34.0);
     move || {
         let mut pts: Vec<(f64, String)> = rows.get().into_iter().filter_map(|r| r.value.map(|v| (v, r.input))).collect();
@@ -201,7 +201,9 @@ pub fn Chart(rows: Signal<Vec<Row>>, target: Signal<String>) -> impl IntoView {
         let (vmin, vmax) = (pts[0].0, pts[n - 1].0);
         let pad = ((vmax - vmin) * 0.08).max(if vmax == vmin { vmax.abs().max(1.0) * 0.05 } else { 0.0 });
         let (lo, hi) = (vmin - pad, vmax + pad);
-        let x = move |i: usize| left + (w - left - right) * if n == 1 { 0.5 } else { i as f64 / (n - 1) as f64 };
+        // Dots keep clear of the axes.
+        let inset = 14.0;
+        let x = move |i: usize| left + inset + (w - left - right - 2.0 * inset) * if n == 1 { 0.5 } else { i as f64 / (n - 1) as f64 };
         let y = move |v: f64| top + (h - top - bottom) * (1.0 - (v - lo) / (hi - lo));
         let mean = pts.iter().map(|p| p.0).sum::<f64>() / n as f64;
         let r = if n <= 30 { 4.5 } else if n <= 200 { 3.0 } else { 1.8 };
