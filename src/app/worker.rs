@@ -13,7 +13,7 @@ use web_sys::{Cache, DedicatedWorkerGlobalScope, MessageEvent, ReadableStreamDef
 use candle_core::{DType, Tensor};
 
 use super::protocol::{FromWorker, ModelInfo, Outcome, SlotInfo, TagInfo, ToWorker, WeightsChoice};
-use crate::model::{gguf::sha256_hex, GgufFile, Model, Sampling, Weights};
+use crate::model::{GgufFile, Model, Sampling, Weights};
 use crate::predict::Predictor;
 use crate::tags::{InputType, TagLibrary};
 
@@ -118,18 +118,69 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
 
 async fn init(model_url: &str, sha256: &str, tags_url: &str, weights: WeightsChoice) -> Result<(), String> {
     let t0 = now_ms();
-    let (bytes, from_cache) = model_bytes(model_url, sha256).await?;
-    status(match weights {
-        WeightsChoice::F32 => "Preparing the model (expanding the weights to f32, ~540 MB)…",
-        WeightsChoice::Quantized => "Preparing the model (quantised weights, ~100 MB)…",
-    });
-    yield_now().await;
-    let model = Rc::new(Model::from_bytes(bytes, weights_of(weights)).map_err(|e| format!("cannot load the model: {e}"))?);
+    // The sha256 is computed once, while the file is parsed (`ModelIdentity::gguf_sha256`), and
+    // compared here; a cached copy that fails is dropped and downloaded again.
+    let mut use_cache = true;
+    let (model, from_cache) = loop {
+        let (bytes, from_cache) = model_bytes(model_url, use_cache).await?;
+        // A download is stored only once it has passed the check: keep a copy for that.
+        let copy = (!from_cache).then(|| Uint8Array::from(&bytes[..]));
+        status(match weights {
+            WeightsChoice::F32 => "Checking the model (sha256) and expanding its weights to f32 (~540 MB)…",
+            WeightsChoice::Quantized => "Checking the model (sha256) and loading its quantised weights (~100 MB)…",
+        });
+        yield_now().await;
+        let checked = Model::from_bytes(bytes, weights_of(weights))
+            .map_err(|e| format!("cannot load the model: {e}"))
+            .and_then(|m| {
+                let got = &m.identity.gguf_sha256;
+                if got == sha256 {
+                    Ok(m)
+                } else {
+                    Err(format!("the model file is not the expected one (sha256 {got}, expected {sha256}); reload to try again"))
+                }
+            });
+        match checked {
+            Ok(m) => {
+                if let Some(copy) = copy {
+                    store_model(model_url, &copy).await;
+                }
+                break (Rc::new(m), from_cache);
+            }
+            Err(e) if from_cache => {
+                web_sys::console::warn_1(&format!("the cached model failed ({e}); downloading it again").into());
+                delete_cached_model(model_url).await;
+                use_cache = false;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     status("Loading the tags…");
     let (lib, tag_errors) = load_tags(tags_url, &model).await;
     let source = if from_cache { "browser cache" } else { "downloaded" };
     ready(model, lib, tag_errors, weights, t0, from_cache, source.into());
     Ok(())
+}
+
+async fn model_cache() -> Option<Cache> {
+    let caches = scope().caches().ok()?;
+    JsFuture::from(caches.open(MODEL_CACHE)).await.ok().map(|c| c.unchecked_into())
+}
+
+async fn store_model(url: &str, bytes: &Uint8Array) {
+    let Some(cache) = model_cache().await else { return };
+    status("Storing the model in the browser's cache…");
+    if let Ok(resp) = Response::new_with_opt_buffer_source(Some(bytes)) {
+        if let Err(e) = JsFuture::from(cache.put_with_str(url, &resp)).await {
+            web_sys::console::warn_1(&format!("could not cache the model: {}", js_err(e)).into());
+        }
+    }
+}
+
+async fn delete_cached_model(url: &str) {
+    if let Some(cache) = model_cache().await {
+        let _ = JsFuture::from(cache.delete_with_str(url)).await;
+    }
 }
 
 fn weights_of(w: WeightsChoice) -> Weights {
@@ -198,26 +249,18 @@ async fn load_local_model(file: &str, bytes: Vec<u8>, weights: WeightsChoice) {
     ready(model, lib, errors, weights, t0, false, format!("local file {file}"));
 }
 
-/// The model file: from Cache Storage when it is there and intact, else downloaded (with
-/// progress), checked against `sha256` and stored.
-async fn model_bytes(url: &str, sha256: &str) -> Result<(Vec<u8>, bool), String> {
+/// The model file's bytes: from Cache Storage when `use_cache` and it is there, else downloaded
+/// with progress. The caller checks them (sha256) and stores a download.
+async fn model_bytes(url: &str, use_cache: bool) -> Result<(Vec<u8>, bool), String> {
     let scope = scope();
-    let cache: Option<Cache> = match scope.caches() {
-        Ok(caches) => JsFuture::from(caches.open(MODEL_CACHE)).await.ok().map(|c| c.unchecked_into()),
-        Err(_) => None,
-    };
-    if let Some(cache) = &cache {
-        status("Looking for the model in the browser's cache…");
-        if let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await {
-            if let Ok(resp) = hit.dyn_into::<Response>() {
-                if let Ok(buf) = JsFuture::from(resp.array_buffer().map_err(js_err)?).await {
-                    let bytes = Uint8Array::new(&buf).to_vec();
-                    status("Checking the cached model (sha256)…");
-                    yield_now().await;
-                    if sha256_hex(&bytes) == sha256 {
-                        return Ok((bytes, true));
+    if use_cache {
+        if let Some(cache) = model_cache().await {
+            status("Looking for the model in the browser's cache…");
+            if let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await {
+                if let Ok(resp) = hit.dyn_into::<Response>() {
+                    if let Ok(buf) = JsFuture::from(resp.array_buffer().map_err(js_err)?).await {
+                        return Ok((Uint8Array::new(&buf).to_vec(), true));
                     }
-                    let _ = JsFuture::from(cache.delete_with_str(url)).await;
                 }
             }
         }
@@ -258,23 +301,6 @@ async fn model_bytes(url: &str, sha256: &str) -> Result<(Vec<u8>, bool), String>
         }
     }
     send(&FromWorker::Download { loaded: bytes.len() as u64, total: total.max(bytes.len() as u64) });
-    status("Checking the download (sha256)…");
-    yield_now().await;
-    let got = sha256_hex(&bytes);
-    if got != sha256 {
-        return Err(format!(
-            "the downloaded model is not the expected file (sha256 {got}, expected {sha256}); reload to try again"
-        ));
-    }
-    if let Some(cache) = &cache {
-        status("Storing the model in the browser's cache…");
-        let copy = Uint8Array::from(&bytes[..]);
-        if let Ok(resp) = Response::new_with_opt_buffer_source(Some(&copy)) {
-            if let Err(e) = JsFuture::from(cache.put_with_str(url, &resp)).await {
-                web_sys::console::warn_1(&format!("could not cache the model: {}", js_err(e)).into());
-            }
-        }
-    }
     Ok((bytes, false))
 }
 

@@ -54,6 +54,9 @@ CC(C)(C)C1=CN=C(O1)CSC2=CN=C(S2)NC(=O)C3CCNCC3 measured pKd 7.16
 CN1CCC(CC1)COC2=C(C=C3C(=C2)N=CN=C3NC4=C(C=C(C=C4)Br)F)OC measured pKd 5.0 (inactive)
 C1=CC=C2C(=C1)C(=NN=C2NC3=CC=C(C=C3)Cl)CC4=CC=NC=C4 measured pKd 5.0 (inactive)";
 
+/// Rows drawn in the table before "show all" (thousands of rows would slow the page down).
+const SHOWN_ROWS: usize = 500;
+
 /// A prompt for the side-by-side generation: the same words with and without a tag.
 const GENERATION_EXAMPLE: &str = "The molecule <SMILES> CC(=O)Oc1ccccc1C(=O)O is";
 
@@ -140,6 +143,8 @@ pub(crate) struct App {
     run_info: RwSignal<String>,
     last_save: RwSignal<f64>,
     sort: RwSignal<(SortKey, bool)>,
+    /// Show every row, not only the first SHOWN_ROWS.
+    show_all: RwSignal<bool>,
     copied: RwSignal<Option<(String, String)>>,
     prompt: RwSignal<String>,
     max_tokens: RwSignal<String>,
@@ -187,6 +192,7 @@ impl App {
             run_info: RwSignal::new(saved.info),
             last_save: RwSignal::new(0.0),
             sort: RwSignal::new((SortKey::Order, true)),
+            show_all: RwSignal::new(false),
             copied: RwSignal::new(None),
             prompt: RwSignal::new("The capital of France is".into()),
             max_tokens: RwSignal::new("32".into()),
@@ -491,6 +497,7 @@ impl App {
         self.results_target.set(tag.target.clone());
         self.run_info.set(String::new());
         self.copied.set(None);
+        self.show_all.set(false);
         self.save_results(true);
         post(&ToWorker::Predict { id, tag: tag.name, items }, None);
     }
@@ -958,7 +965,7 @@ fn Page() -> impl IntoView {
                         {sort_header(SortKey::Status, Signal::derive(|| "status".to_string()), "")}
                     </tr></thead>
                     <tbody>
-                        {move || sorted.get().into_iter().map(|r| {
+                        {move || sorted.get().into_iter().take(if app.show_all.get() { usize::MAX } else { SHOWN_ROWS }).map(|r| {
                             let shown = r.value.map(|v| format!("{v:.4}")).unwrap_or_default();
                             let status = r.status().to_string();
                             let (input, name, error) = (r.input.clone(), r.name.clone(), r.error.clone().unwrap_or_default());
@@ -980,6 +987,13 @@ fn Page() -> impl IntoView {
                         }).collect_view()}
                     </tbody>
                 </table>
+                {move || {
+                    let n = app.results.get().len();
+                    (n > SHOWN_ROWS && !app.show_all.get()).then(|| view! {
+                        <p class="small">{format!("The first {SHOWN_ROWS} of {n} rows in this order (sort to see others; the CSV and the copy hold all). ")}
+                            <button type="button" class="link" data-testid="show-all" on:click=move |_| app.show_all.set(true)>{format!("show all {n}")}</button></p>
+                    })
+                }}
             </section>
         </Show>
 
