@@ -20,8 +20,14 @@ pub enum ToWorker {
     Cancel { id: u32 },
     /// Free text generation; `<Tag>` names in the prompt splice in loaded tags.
     Generate { id: u32, prompt: String, max_tokens: usize, temperature: f64, seed: u64 },
-    /// The `k` vocabulary tokens nearest (cosine) to each vector of tag `tag`.
-    Inspect { tag: String, k: usize },
+    /// The `k` vocabulary tokens nearest (cosine) to each vector of tag `tag`; `centred`: with the
+    /// direction of the vocabulary's mean embedding projected out of both.
+    Inspect {
+        tag: String,
+        k: usize,
+        #[serde(default)]
+        centred: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +71,7 @@ pub enum FromWorker {
     Piece { id: u32, text: String },
     Generated { id: u32, tokens: usize, ms: f64, error: Option<String> },
     /// For each of the tag's vectors, the nearest vocabulary tokens (text, cosine).
-    Nearest { tag: String, vectors: Vec<Vec<(String, f32)>>, ms: f64, error: Option<String> },
+    Nearest { tag: String, centred: bool, vectors: Vec<Vec<(String, f32)>>, ms: f64, error: Option<String> },
 }
 
 /// The loaded model, for the status line.

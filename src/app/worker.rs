@@ -93,7 +93,7 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
             }
         }
         ToWorker::LoadModel { file, weights } => load_local_model(&file, bytes.unwrap_or_default(), weights).await,
-        ToWorker::Inspect { tag, k } => inspect(&tag, k),
+        ToWorker::Inspect { tag, k, centred } => inspect(&tag, k, centred),
         ToWorker::AddTag { file } => {
             let Some(model) = STATE.with(|s| s.borrow().model.clone()) else {
                 send(&FromWorker::Tags { tags: vec![], errors: vec![format!("{file}: the model is not loaded yet")] });
@@ -459,15 +459,17 @@ async fn predict(id: u32, tag: &str, items: Vec<Vec<String>>) {
 
 /// The `k` vocabulary tokens nearest (cosine similarity) to each vector of `name`: the token
 /// embedding table is read in slices (dequantised rows, no full copy), dot products against the
-/// tag's vectors, divided by both norms.
-fn inspect(name: &str, k: usize) {
+/// tag's vectors, divided by both norms. `centred`: both sides without their component along the
+/// vocabulary's mean embedding — tags start on that direction (the paper's initialisation: the
+/// mean, rescaled) and token embeddings share it too, so plain cosines mostly show it.
+fn inspect(name: &str, k: usize, centred: bool) {
     let t0 = now_ms();
     let (model, lib) = STATE.with(|s| {
         let s = s.borrow();
         (s.model.clone(), s.library.clone())
     });
     let result = match (model, lib.get(name)) {
-        (Some(model), Ok(tag)) => nearest_tokens(&model, &tag.vectors, k.clamp(1, 50)).map_err(|e| e.to_string()),
+        (Some(model), Ok(tag)) => nearest_tokens(&model, &tag.vectors, k.clamp(1, 50), centred).map_err(|e| e.to_string()),
         (None, _) => Err("the model is not loaded yet".to_string()),
         (_, Err(e)) => Err(e.to_string()),
     };
@@ -475,22 +477,49 @@ fn inspect(name: &str, k: usize) {
         Ok(v) => (v, None),
         Err(e) => (vec![], Some(e)),
     };
-    send(&FromWorker::Nearest { tag: name.to_string(), vectors, ms: now_ms() - t0, error });
+    send(&FromWorker::Nearest { tag: name.to_string(), centred, vectors, ms: now_ms() - t0, error });
 }
 
-fn nearest_tokens(model: &Model, vectors: &Tensor, k: usize) -> crate::error::Result<Vec<Vec<(String, f32)>>> {
-    let v = vectors.to_dtype(DType::F32)?;
-    let p = v.dim(0)?;
-    let v_norm: Vec<f32> = v.sqr()?.sum(1)?.sqrt()?.to_vec1()?;
-    let vocab = model.llama.config.vocab;
-    // Per vector, the best k so far: (cosine, token id), kept sorted descending.
-    let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(k + 1); p];
+/// Rows of the token embedding table, `SLICE` at a time: `f(first id, [n, d] f32)`.
+fn for_each_slice(model: &Model, mut f: impl FnMut(usize, Tensor) -> crate::error::Result<()>) -> crate::error::Result<()> {
     const SLICE: usize = 4096;
+    let vocab = model.llama.config.vocab;
     let mut start = 0;
     while start < vocab {
         let end = (start + SLICE).min(vocab);
         let ids: Vec<u32> = (start as u32..end as u32).collect();
-        let e = model.llama.embed_tokens(&ids)?.to_dtype(DType::F32)?; // [n, d]
+        f(start, model.llama.embed_tokens(&ids)?.to_dtype(DType::F32)?)?;
+        start = end;
+    }
+    Ok(())
+}
+
+fn nearest_tokens(model: &Model, vectors: &Tensor, k: usize, centred: bool) -> crate::error::Result<Vec<Vec<(String, f32)>>> {
+    let mean = if centred {
+        let mut sum = Tensor::zeros(model.llama.config.hidden, DType::F32, vectors.device())?;
+        for_each_slice(model, |_, e| {
+            sum = sum.add(&e.sum(0)?)?;
+            Ok(())
+        })?;
+        let unit = (&sum / sum.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?.max(1e-12) as f64)?;
+        Some(unit.unsqueeze(0)?) // [1, d]
+    } else {
+        None
+    };
+    // Rows minus their component along the mean direction.
+    let centre = |t: Tensor| -> crate::error::Result<Tensor> {
+        Ok(match &mean {
+            Some(m) => (&t - t.matmul(&m.t()?)?.broadcast_mul(m)?)?,
+            None => t,
+        })
+    };
+    let v = centre(vectors.to_dtype(DType::F32)?)?;
+    let p = v.dim(0)?;
+    let v_norm: Vec<f32> = v.sqr()?.sum(1)?.sqrt()?.to_vec1()?;
+    // Per vector, the best k so far: (cosine, token id), kept sorted descending.
+    let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(k + 1); p];
+    for_each_slice(model, |start, e| {
+        let e = centre(e)?; // [n, d]
         let e_norm: Vec<f32> = e.sqr()?.sum(1)?.sqrt()?.to_vec1()?;
         let dots: Vec<Vec<f32>> = v.matmul(&e.t()?)?.to_vec2()?; // [p, n]
         for (i, row) in dots.iter().enumerate() {
@@ -499,13 +528,13 @@ fn nearest_tokens(model: &Model, vectors: &Tensor, k: usize) -> crate::error::Re
                 let list = &mut best[i];
                 if list.len() < k || cos > list[list.len() - 1].0 {
                     let at = list.partition_point(|x| x.0 >= cos);
-                    list.insert(at, (cos, ids[j]));
+                    list.insert(at, (cos, (start + j) as u32));
                     list.truncate(k);
                 }
             }
         }
-        start = end;
-    }
+        Ok(())
+    })?;
     Ok(best
         .into_iter()
         .map(|list| list.into_iter().map(|(c, id)| (model.tokenizer.token_text(id), c)).collect())

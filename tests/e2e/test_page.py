@@ -430,6 +430,15 @@ def main():
         assert all(-1 <= c <= 1 for v in near for _, c in v), near
         assert all(v[i][1] >= v[i + 1][1] for v in near for i in range(5)), near
         metrics["nearest_tokens_QED_vector1"] = near[0]
+        # With the shared (mean-embedding) direction removed: other tokens, same shape.
+        click_testid(driver, "nearest-centred")
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="nearest"][data-tag="QED"][data-centred="true"]'))
+        centred = driver.execute_script("""return [...document.querySelectorAll('[data-testid="nearest-row"]')].map(r =>
+            [...r.querySelectorAll('.tok')].map(t => [t.dataset.token, Number(t.querySelector('.cos').textContent)]))""")
+        assert len(centred) == 10 and all(len(v) == 6 for v in centred), centred
+        metrics["nearest_tokens_QED_vector1_centred"] = centred[0]
+        click_testid(driver, "nearest-centred")
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="nearest"][data-tag="QED"][data-centred="false"]'))
         card = testid(driver, "tag-card")
         assert card.get_attribute("data-source") == "card", card.get_attribute("data-source")
         assert card.find_elements(By.CSS_SELECTOR, "h3") and card.find_elements(By.CSS_SELECTOR, "table td"), card.get_attribute("innerHTML")

@@ -14,16 +14,17 @@ pub const NEAREST_K: usize = 6;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Nearest {
     None,
-    Loading(String),
-    Done { tag: String, vectors: Vec<Vec<(String, f32)>>, ms: f64 },
+    Loading(String, bool),
+    Done { tag: String, centred: bool, vectors: Vec<Vec<(String, f32)>>, ms: f64 },
     Failed { tag: String, error: String },
 }
 
 impl Nearest {
-    fn tag(&self) -> Option<&str> {
+    /// The tag and mode shown or asked for.
+    fn key(&self) -> Option<(&str, bool)> {
         match self {
-            Nearest::None => None,
-            Nearest::Loading(t) | Nearest::Done { tag: t, .. } | Nearest::Failed { tag: t, .. } => Some(t),
+            Nearest::None | Nearest::Failed { .. } => None,
+            Nearest::Loading(t, c) | Nearest::Done { tag: t, centred: c, .. } => Some((t, *c)),
         }
     }
 }
@@ -68,14 +69,15 @@ pub fn Inspector(app: App) -> impl IntoView {
     // Ask the worker for the nearest tokens when the panel is open and the tag changes.
     Effect::new(move |_| {
         let tag = app.inspect_tag.get();
+        let centred = app.centred.get();
         if !app.inspector_open.get() || app.state.get() != "ready" || tag.is_empty() {
             return;
         }
-        if app.nearest.with_untracked(|n| n.tag() == Some(tag.as_str()) && !matches!(n, Nearest::Failed { .. })) {
+        if app.nearest.with_untracked(|n| n.key() == Some((tag.as_str(), centred))) {
             return;
         }
-        app.nearest.set(Nearest::Loading(tag.clone()));
-        post(&ToWorker::Inspect { tag, k: NEAREST_K }, None);
+        app.nearest.set(Nearest::Loading(tag.clone(), centred));
+        post(&ToWorker::Inspect { tag, k: NEAREST_K, centred }, None);
     });
     // The card, when the tag folder has one.
     Effect::new(move |_| {
@@ -127,14 +129,18 @@ pub fn Inspector(app: App) -> impl IntoView {
                 }
             }}
             <h3>"Nearest vocabulary tokens"</h3>
-            <p class="small">"For each of the tag's vectors, the vocabulary tokens whose embeddings point most nearly the same way (cosine similarity). Tag vectors are trained freely and need not sit near any word; low similarities are normal."</p>
+            <p class="small">"For each of the tag's vectors, the vocabulary tokens whose embeddings point most nearly the same way (cosine similarity). Tag vectors are trained freely and need not sit near any word. Every tag starts on the direction of the average token embedding, which all token embeddings share too, so plain cosines of different vectors look alike; with that direction removed from both sides they show what sets each vector apart."</p>
+            <label class="small check"><input type="checkbox" data-testid="nearest-centred"
+                prop:checked=move || app.centred.get()
+                on:change=move |ev| app.centred.set(event_target_checked(&ev)) />
+                " remove the shared direction (the average token embedding) first"</label>
             {move || match app.nearest.get() {
                 Nearest::None => view! { <p class="small">"Open a tag to see its nearest tokens."</p> }.into_any(),
-                Nearest::Loading(t) => view! { <p class="status loading">{format!("Comparing <{t}> with the vocabulary…")}</p> }.into_any(),
+                Nearest::Loading(t, _) => view! { <p class="status loading">{format!("Comparing <{t}> with the vocabulary…")}</p> }.into_any(),
                 Nearest::Failed { error, .. } => view! { <p class="error">{error}</p> }.into_any(),
-                Nearest::Done { tag, vectors, ms } => view! {
-                    <table class="nearest" data-testid="nearest" data-tag=tag.clone()>
-                        <thead><tr><th>"vector"</th><th>{format!("nearest tokens (cosine), computed in {ms:.0} ms")}</th></tr></thead>
+                Nearest::Done { tag, centred, vectors, ms } => view! {
+                    <table class="nearest" data-testid="nearest" data-tag=tag.clone() data-centred=centred.to_string()>
+                        <thead><tr><th>"vector"</th><th>{format!("nearest tokens ({}cosine), computed in {ms:.0} ms", if centred { "shared direction removed, " } else { "" })}</th></tr></thead>
                         <tbody>
                         {vectors.into_iter().enumerate().map(|(i, toks)| view! {
                             <tr data-testid="nearest-row">

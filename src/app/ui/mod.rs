@@ -157,6 +157,8 @@ pub(crate) struct App {
     gen_plain_info: RwSignal<String>,
     inspector_open: RwSignal<bool>,
     inspect_tag: RwSignal<String>,
+    /// Nearest tokens with the mean-embedding direction projected out.
+    centred: RwSignal<bool>,
     nearest: RwSignal<Nearest>,
     cards: RwSignal<Vec<String>>,
     card: RwSignal<Option<(String, String)>>,
@@ -204,6 +206,7 @@ impl App {
             gen_plain_info: RwSignal::new(String::new()),
             inspector_open: RwSignal::new(false),
             inspect_tag: RwSignal::new(String::new()),
+            centred: RwSignal::new(false),
             nearest: RwSignal::new(Nearest::None),
             cards: RwSignal::new(vec![]),
             card: RwSignal::new(None),
@@ -395,10 +398,10 @@ impl App {
                     self.gen_ids.set((with, None));
                 }
             }
-            FromWorker::Nearest { tag, vectors, ms, error } => {
+            FromWorker::Nearest { tag, centred, vectors, ms, error } => {
                 self.nearest.set(match error {
                     Some(error) => Nearest::Failed { tag, error },
-                    None => Nearest::Done { tag, vectors, ms },
+                    None => Nearest::Done { tag, centred, vectors, ms },
                 });
             }
         }
@@ -847,6 +850,12 @@ fn Page() -> impl IntoView {
                     {(!t.metrics.is_empty()).then(|| format!(" Test metrics: {}.", t.metrics))}
                     {t.problem.clone().map(|p| view! { <span class="error">{format!(" Cannot predict: {p}")}</span> })}
                 </p>
+                {(!t.template.is_empty()).then(|| view! {
+                    <p class="small template" data-testid="template">
+                        "Prompt: "<code>{t.template.replace('\n', " ⏎ ")}</code>
+                        {(!t.requires.is_empty()).then(|| format!(" · domain tags: {}", t.requires.iter().map(|r| format!("<{r}>")).collect::<Vec<_>>().join(", ")))}
+                    </p>
+                })}
             })}
             {move || (app.state.get() == "ready" && !app.tags.get().iter().any(|t| t.function)).then(|| view! {
                 <p class="error">"No function tags are loaded. Add tag files (.safetensors) above."</p>
