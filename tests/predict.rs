@@ -104,3 +104,47 @@ fn one_protein_against_many_molecules() {
     let msg = bad[0].clone().unwrap_err();
     assert!(msg.contains("Protein") && msg.contains('1'), "{msg}");
 }
+
+/// `<BindingAffinity>` (test tag) reads the tag's last state and the mean state over each input:
+/// computed here by hand from one plain forward pass over the whole prompt.
+fn affinity_by_hand(p: &Predictor, protein: &str, smiles: &str) -> f64 {
+    let m = common::model();
+    let keys = p.prompt(&[protein.to_string(), smiles.to_string()]).unwrap();
+    assert_eq!(keys.len(), 8, "text, <Protein>, protein, text, <SMILES>, smiles, text, <BindingAffinity>");
+    let x = m.llama.embed(&p.segments(&keys)).unwrap().unsqueeze(0).unwrap();
+    let h = m.llama.forward(&x, &mut KvCache::new(), Mode::Infer).unwrap().squeeze(0).unwrap();
+    let span_mean = |k: usize| {
+        let start = p.len_of(&keys[..k]);
+        h.narrow(0, start, p.len_of(&keys[k..=k])).unwrap().mean(0).unwrap()
+    };
+    let last = h.i(h.dim(0).unwrap() - 1).unwrap();
+    let features = candle_core::Tensor::cat(&[last, span_mean(2), span_mean(5)], 0).unwrap();
+    let tag = p.tag();
+    assert_eq!(tag.meta.readout, tagllm::tags::Readout::LastAndInputMeans);
+    let (w, b) = tag.head.as_ref().unwrap();
+    let raw = (features * w.flatten_all().unwrap()).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()
+        + b.to_vec1::<f32>().unwrap()[0];
+    let t = tag.meta.target.as_ref().unwrap();
+    raw as f64 * t.std + t.mean
+}
+
+#[test]
+fn many_proteins_and_molecules_in_one_call_match_the_read_out_by_hand() {
+    let m = common::model();
+    let lib = common::test_library();
+    let mut p = Predictor::new(m, &lib, "BindingAffinity").unwrap();
+    p.batch_size = 3;
+    let proteins = ["MKTAYIAKQRQISFVKSHFSRQLEERLGLIEV", "MSDNGPQNQRNAPRITFGGPSDSTGSNQNGERS", "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEV"];
+    // Interleaved proteins: the Predictor groups the pairs by protein and runs each protein once.
+    let batch: Vec<Vec<String>> = MOLECULES[..6]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| vec![proteins[i % 3].to_string(), s.to_string()])
+        .collect();
+    let together = p.predict(&batch);
+    for (item, got) in batch.iter().zip(&together) {
+        let want = affinity_by_hand(&p, &item[0], &item[1]);
+        let got = got.clone().unwrap();
+        assert!((want - got).abs() < 1e-3, "{item:?}: by hand {want} vs predictor {got}");
+    }
+}

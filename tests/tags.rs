@@ -105,3 +105,18 @@ fn non_finite_vectors_are_refused() {
     bytes[offset..offset + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     assert!(refuse(&bytes).contains("non-finite"));
 }
+
+#[test]
+fn the_head_must_fit_the_read_out() {
+    // A last-state head ([1, d]) declared as reading the input means too is refused, and so is
+    // the means read-out in a version-1 file.
+    let e = refuse(&with_meta(|m| {
+        m["readout"] = serde_json::json!("last_and_input_means");
+    }));
+    assert!(e.contains("head.weight") && e.contains("shape"), "{e}");
+    let e = refuse(&with_meta(|m| {
+        m["readout"] = serde_json::json!("last_and_input_means");
+        m["format_version"] = serde_json::json!(1);
+    }));
+    assert!(e.contains("format version 2"), "{e}");
+}

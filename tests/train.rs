@@ -3,7 +3,7 @@
 mod common;
 
 use tagllm::predict::Predictor;
-use tagllm::tags::{OutputKind, Tag, TagLibrary};
+use tagllm::tags::{OutputKind, Readout, Tag, TagLibrary};
 use tagllm::train::{evaluate_tag, load_examples, train_domain_tag, train_function_tag, FunctionPlan, TrainOptions};
 
 fn qed_examples(n: usize) -> Vec<tagllm::train::Example> {
@@ -35,6 +35,7 @@ fn function_tag_training_lowers_the_loss_and_keeps_domain_tags_frozen() {
         target_name: "QED".into(),
         units: String::new(),
         description: "test".into(),
+        readout: Readout::LastAndInputMeans,
     };
     let opts = TrainOptions { steps: 12, batch: 4, lr: 1e-2, eval_every: 6, ..Default::default() };
     let out = out_dir("function").join("QED.safetensors");

@@ -44,6 +44,7 @@ warnings.filterwarnings("ignore", message=".*ill-conditioned.*")
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ROOT / "data" / "tasks"
+PRED_DIR = ROOT / "data" / "baselines"
 OUT = ROOT / "data" / "baselines.json"
 SEED = 0
 ALPHAS = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
@@ -224,11 +225,18 @@ def fit_gbm(Xtr, ytr, Xva, yva):
                "valid_mse": float(np.mean((m.predict(Xva) - yva) ** 2))}
 
 
+# Per-row test predictions of the task being run, by baseline name: written next to the metrics
+# (data/baselines/TASK.csv) so a model card evaluated on part of a test split can compare with
+# every baseline on exactly those rows.
+PREDICTIONS: dict = {}
+
+
 def run_regression(name, fitter, Xtr, ytr, Xva, yva, Xte, yte, extra=None, sources=None,
                    ci=False) -> dict:
     t = time.time()
     model, params = fitter(Xtr, ytr, Xva, yva)
     pred = model.predict(Xte)
+    PREDICTIONS[name] = pred
     res = reg_metrics(yte, pred)
     if ci:
         res["ci"] = concordance_index(yte, pred)
@@ -254,6 +262,7 @@ def per_source(y, p, sources) -> dict:
 
 def mean_baseline(ytr, yte, sources=None, ci=False) -> dict:
     pred = np.full(len(yte), float(np.mean(ytr)))
+    PREDICTIONS["train_mean"] = pred
     res = reg_metrics(yte, pred)
     if ci:
         res["ci"] = concordance_index(yte, pred)
@@ -383,6 +392,20 @@ def run_task(task) -> dict:
     raise ValueError(task)
 
 
+def write_predictions(task) -> None:
+    """data/baselines/TASK.csv: one row per test row (same order), one column per baseline."""
+    if not PREDICTIONS:
+        return
+    PRED_DIR.mkdir(parents=True, exist_ok=True)
+    names = list(PREDICTIONS)
+    rows = zip(*(PREDICTIONS[n] for n in names))
+    with open(PRED_DIR / f"{task}.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row"] + names)
+        for i, r in enumerate(rows):
+            w.writerow([i] + [f"{float(v):.5g}" for v in r])
+
+
 def markdown_table(result: dict) -> str:
     """Test metrics per task and baseline (+ per-source R² for QED/LogP) as Markdown."""
     def f(v, nd=3):
@@ -436,7 +459,9 @@ def main() -> None:
     for task in tasks:
         log(f"{task}")
         t = time.time()
+        PREDICTIONS.clear()
         result[task] = rounded(run_task(task))
+        write_predictions(task)
         runs[task] = {"wall_s": round(time.time() - t, 1), "command": cmd,
                       "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         log(f"{task}: {runs[task]['wall_s']}s")

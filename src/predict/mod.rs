@@ -9,12 +9,12 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Tensor, D};
+use candle_core::{IndexOp, Tensor, D};
 
 use crate::error::{Error, Result};
 use crate::input::{parse_protein, parse_smiles};
 use crate::model::{KvCache, Llama, Mode, Model, Segment};
-use crate::tags::{InputType, OutputKind, Piece, Tag, TagKind, TagLibrary, Template};
+use crate::tags::{InputType, OutputKind, Piece, Readout, Tag, TagKind, TagLibrary, Template};
 
 /// Default number of inputs per forward pass.
 pub const DEFAULT_BATCH: usize = 8;
@@ -36,10 +36,19 @@ pub fn render_input(kind: InputType, raw: &str) -> std::result::Result<String, S
 
 /// One piece of a built prompt: token ids, or a tag by name. Comparable, so that the prefix
 /// shared by a batch can be found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Key {
     Tokens(Vec<u32>),
     Tag(String),
+}
+
+/// The shared start of a batch's prompts, computed once: its keys, cache and final-norm states.
+#[derive(Clone)]
+pub struct Prefix {
+    pub keys: Vec<Key>,
+    pub cache: KvCache,
+    /// `[t, d]`; `None` for an empty prefix.
+    pub hidden: Option<Tensor>,
 }
 
 /// A function tag ready to predict with.
@@ -51,6 +60,8 @@ pub struct Predictor<'a> {
     slots: Vec<InputSlot>,
     head_w: Tensor,
     head_b: f32,
+    /// Indices of the input pieces in the template (and so in a prompt's keys).
+    input_keys: Vec<usize>,
     /// Inputs per forward pass.
     pub batch_size: usize,
 }
@@ -96,7 +107,13 @@ impl<'a> Predictor<'a> {
             })?;
             slots.push(InputSlot { domain: domain.to_string(), kind });
         }
-        Ok(Self { model, function, template, tags, slots, head_w, head_b, batch_size: DEFAULT_BATCH })
+        let input_keys = template
+            .pieces
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| matches!(p, Piece::Input { .. }).then_some(i))
+            .collect();
+        Ok(Self { model, function, template, tags, slots, head_w, head_b, input_keys, batch_size: DEFAULT_BATCH })
     }
 
     pub fn tag(&self) -> &Tag {
@@ -183,41 +200,58 @@ impl<'a> Predictor<'a> {
             return results;
         }
         let total = prompts.len();
-        // The shared prefix: whole segments equal across every valid item.
-        let first = &prompts[0].1;
-        let shared = (0..first.len() - 1)
-            .take_while(|&k| prompts.iter().all(|(_, keys)| keys[k] == first[k]))
-            .count();
-        let prefix = match self.run_prefix(&first[..shared]) {
-            Ok(cache) => cache,
-            Err(e) => {
-                for (i, _) in &prompts {
-                    results[*i] = Err(e.to_string());
-                }
-                return results;
-            }
-        };
-        // Similar lengths together waste the least padding.
-        let mut order: Vec<usize> = (0..prompts.len()).collect();
-        order.sort_by_key(|&j| self.len_of(&prompts[j].1[shared..]));
+        // Items that agree on everything before their last input (the template text, the domain
+        // tags — and the protein when one protein is scored against many molecules) form a
+        // group whose prefix runs once.
+        let split = self.input_keys.last().copied().unwrap_or(0);
+        let mut groups: Vec<(&[Key], Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<&[Key], usize> = HashMap::new();
+        for (j, (_, keys)) in prompts.iter().enumerate() {
+            let g = *group_of.entry(&keys[..split]).or_insert_with(|| {
+                groups.push((&keys[..split], Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push(j);
+        }
         let mut done = 0;
-        for chunk in order.chunks(self.batch_size.max(1)) {
-            let suffixes: Vec<Vec<Segment>> =
-                chunk.iter().map(|&j| self.segments(&prompts[j].1[shared..])).collect();
-            match self.run_suffixes(&prefix, &suffixes) {
-                Ok(values) => {
-                    for (&j, v) in chunk.iter().zip(values) {
-                        results[prompts[j].0] = Ok(v);
-                    }
-                }
+        for (prefix_keys, mut members) in groups {
+            let prefix = match self.run_prefix(prefix_keys) {
+                Ok(prefix) => prefix,
                 Err(e) => {
-                    for &j in chunk {
+                    for &j in &members {
                         results[prompts[j].0] = Err(format!("model failed: {e}"));
                     }
+                    done += members.len();
+                    if !progress(done, total) {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            // Similar lengths together waste the least padding.
+            members.sort_by_key(|&j| self.len_of(&prompts[j].1[split..]));
+            let mut cancelled = false;
+            for chunk in members.chunks(self.batch_size.max(1)) {
+                let suffixes: Vec<&[Key]> = chunk.iter().map(|&j| &prompts[j].1[split..]).collect();
+                match self.run_suffixes(&prefix, &suffixes) {
+                    Ok(values) => {
+                        for (&j, v) in chunk.iter().zip(values) {
+                            results[prompts[j].0] = Ok(v);
+                        }
+                    }
+                    Err(e) => {
+                        for &j in chunk {
+                            results[prompts[j].0] = Err(format!("model failed: {e}"));
+                        }
+                    }
+                }
+                done += chunk.len();
+                if !progress(done, total) {
+                    cancelled = true;
+                    break;
                 }
             }
-            done += chunk.len();
-            if !progress(done, total) {
+            if cancelled {
                 break;
             }
         }
@@ -234,26 +268,66 @@ impl<'a> Predictor<'a> {
             .sum()
     }
 
-    fn run_prefix(&self, keys: &[Key]) -> Result<KvCache> {
+    /// Runs the shared prefix `keys` once: its cache and its final-norm hidden states `[t, d]`.
+    pub fn run_prefix(&self, keys: &[Key]) -> Result<Prefix> {
         let mut cache = KvCache::new();
+        let mut hidden = None;
         if !keys.is_empty() {
             let x = self.model.llama.embed(&self.segments(keys))?.unsqueeze(0)?;
-            self.model.llama.forward(&x, &mut cache, Mode::Infer)?;
+            hidden = Some(self.model.llama.forward(&x, &mut cache, Mode::Infer)?.squeeze(0)?);
         }
-        Ok(cache)
+        Ok(Prefix { keys: keys.to_vec(), cache, hidden })
     }
 
-    /// Hidden states at the function tag's last position, `[n, d]`, for suffixes after `prefix`.
-    pub(crate) fn readout(&self, prefix: &KvCache, suffixes: &[Vec<Segment>]) -> Result<Tensor> {
+    /// With [`Readout::LastAndInputMeans`], the mean final-norm state over each input's tokens,
+    /// `[n, inputs · d]`, for rows that continue `prefix` with `rows[i]` (their suffix keys)
+    /// whose states are `hidden` (`[n, s, d]`). `None` for the paper's readout.
+    pub fn input_means(&self, prefix: &Prefix, rows: &[&[Key]], hidden: &Tensor) -> Result<Option<Tensor>> {
+        if self.function.meta.readout == Readout::Last {
+            return Ok(None);
+        }
+        let shared = prefix.keys.len();
+        let mut per_input = Vec::with_capacity(self.input_keys.len());
+        for &k in &self.input_keys {
+            if k < shared {
+                let start = self.len_of(&prefix.keys[..k]);
+                let len = self.len_of(&prefix.keys[k..=k]);
+                let h = prefix.hidden.as_ref().ok_or_else(|| Error::Usage("prefix without states".into()))?;
+                let m = h.narrow(0, start, len)?.mean_keepdim(0)?;
+                per_input.push(m.broadcast_as((rows.len(), m.dim(1)?))?.contiguous()?);
+            } else {
+                let means = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, keys)| {
+                        let start = self.len_of(&keys[..k - shared]);
+                        let len = self.len_of(&keys[k - shared..=k - shared]);
+                        hidden.i(i)?.narrow(0, start, len)?.mean_keepdim(0)
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                per_input.push(Tensor::cat(&means, 0)?);
+            }
+        }
+        Ok(Some(Tensor::cat(&per_input, 1)?))
+    }
+
+    /// The head's input, `[n, width]`, for suffixes after `prefix`: the state at the function
+    /// tag's last position, then the input means if the tag reads them.
+    pub(crate) fn readout(&self, prefix: &Prefix, suffixes: &[&[Key]]) -> Result<Tensor> {
         let llama = &self.model.llama;
-        let (x, lens) = llama.embed_batch(suffixes)?;
-        let mut cache = prefix.clone();
+        let segments: Vec<Vec<Segment>> = suffixes.iter().map(|k| self.segments(k)).collect();
+        let (x, lens) = llama.embed_batch(&segments)?;
+        let mut cache = prefix.cache.clone();
         let hidden = llama.forward(&x, &mut cache, Mode::Infer)?;
         let last: Vec<usize> = lens.iter().map(|l| l - 1).collect();
-        Llama::gather_positions(&hidden, &last)
+        let last = Llama::gather_positions(&hidden, &last)?;
+        match self.input_means(prefix, suffixes, &hidden)? {
+            Some(means) => Ok(Tensor::cat(&[last, means], 1)?),
+            None => Ok(last),
+        }
     }
 
-    fn run_suffixes(&self, prefix: &KvCache, suffixes: &[Vec<Segment>]) -> Result<Vec<f64>> {
+    fn run_suffixes(&self, prefix: &Prefix, suffixes: &[&[Key]]) -> Result<Vec<f64>> {
         let h = self.readout(prefix, suffixes)?;
         let raw: Vec<f32> = h.broadcast_mul(&self.head_w)?.sum(D::Minus1)?.to_vec1()?;
         Ok(raw.into_iter().map(|r| self.finish(r + self.head_b)).collect())

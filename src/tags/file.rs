@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::ModelIdentity;
 
 /// Version of the metadata layout written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Largest tag file accepted (a p = 10 tag for d = 576 is ~25 KB).
 pub const MAX_TAG_FILE_BYTES: usize = 16 * 1024 * 1024;
 const META_KEY: &str = "tagllm";
@@ -39,6 +39,26 @@ pub enum OutputKind {
     Regression,
     BinaryClassification,
     Generation,
+}
+
+/// What a function tag's head reads from the model's final-norm hidden states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readout {
+    /// The state at the function tag's last position, as in the paper: head `[1, d]`.
+    #[default]
+    Last,
+    /// That state, then the mean state over each input's tokens in template order (format
+    /// version 2): head `[1, d · (1 + inputs)]`. The means are read from the same forward pass
+    /// and cost nothing; they carry what the input is made of (atoms, residues) directly, where
+    /// the tag's state has to gather it through attention.
+    LastAndInputMeans,
+}
+
+impl Readout {
+    fn is_last(&self) -> bool {
+        *self == Readout::Last
+    }
 }
 
 /// The predicted quantity: how the head's output maps back to the user's units.
@@ -81,6 +101,9 @@ pub struct TagMeta {
     pub output: Option<OutputKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// Function tags with a head: what the head reads (absent: [`Readout::Last`]).
+    #[serde(default, skip_serializing_if = "Readout::is_last")]
+    pub readout: Readout,
     /// Function tags: the domain tags of the template, as trained.
     #[serde(default)]
     pub requires: Vec<Requirement>,
@@ -98,7 +121,7 @@ pub struct Tag {
     pub meta: TagMeta,
     /// `[p, d]`.
     pub vectors: Tensor,
-    /// Regression / classification head: weight `[1, d]` and bias `[1]`.
+    /// Regression / classification head: weight `[1, TagMeta::head_width]` and bias `[1]`.
     pub head: Option<(Tensor, Tensor)>,
     /// sha256 of the vectors' bytes: identifies a domain tag for the function tags built on it.
     pub vectors_sha256: String,
@@ -164,10 +187,11 @@ impl Tag {
                 let b = st
                     .tensor("head.bias")
                     .map_err(|_| Error::tag(file, "tensor `head.bias` is missing"))?;
-                let w = read_f32(&w, file, "head.weight", &[1, meta.d])?;
+                let width = meta.head_width();
+                let w = read_f32(&w, file, "head.weight", &[1, width])?;
                 let b = read_f32(&b, file, "head.bias", &[1])?;
                 Some((
-                    Tensor::from_vec(w, (1, meta.d), &Device::Cpu)?,
+                    Tensor::from_vec(w, (1, width), &Device::Cpu)?,
                     Tensor::from_vec(b, 1, &Device::Cpu)?,
                 ))
             }
@@ -182,7 +206,7 @@ impl Tag {
         let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> =
             vec![("vectors".into(), vec![self.meta.p, self.meta.d], f32_bytes(&vectors))];
         if let Some((w, b)) = &self.head {
-            owned.push(("head.weight".into(), vec![1, self.meta.d], f32_bytes(&w.flatten_all()?.to_vec1()?)));
+            owned.push(("head.weight".into(), vec![1, self.meta.head_width()], f32_bytes(&w.flatten_all()?.to_vec1()?)));
             owned.push(("head.bias".into(), vec![1], f32_bytes(&b.flatten_all()?.to_vec1()?)));
         }
         let views = owned
@@ -254,6 +278,17 @@ impl Tag {
 }
 
 impl TagMeta {
+    /// Width of the head's weight: what [`Self::readout`] reads.
+    pub fn head_width(&self) -> usize {
+        match self.readout {
+            Readout::Last => self.d,
+            Readout::LastAndInputMeans => {
+                let inputs = self.template.as_deref().and_then(|t| Template::parse(t).ok()).map_or(0, |t| t.inputs().count());
+                self.d * (1 + inputs)
+            }
+        }
+    }
+
     /// Internal consistency of the metadata alone.
     fn check(&self, file: &str) -> Result<()> {
         let bad = |reason: String| Err(Error::tag(file, reason));
@@ -291,6 +326,9 @@ impl TagMeta {
                     if !self.requires.iter().any(|r| r.name == domain) {
                         return bad(format!("template uses <{domain}> but `requires` does not list it"));
                     }
+                }
+                if self.readout != Readout::Last && self.format_version < 2 {
+                    return bad(format!("readout {:?} needs format version 2", self.readout));
                 }
                 if output == OutputKind::Regression {
                     match &self.target {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor, D};
 
-use super::file::{InputType, OutputKind, Requirement, Tag, TagKind, TagMeta, Target, FORMAT_VERSION};
+use super::file::{InputType, OutputKind, Readout, Requirement, Tag, TagKind, TagMeta, Target, FORMAT_VERSION};
 use crate::error::Result;
 use crate::model::Model;
 
@@ -43,6 +43,7 @@ fn meta(model: &Model, name: &str, kind: TagKind, p: usize) -> TagMeta {
         template: None,
         output: None,
         target: None,
+        readout: Default::default(),
         requires: Vec::new(),
         provenance: BTreeMap::new(),
         metrics: BTreeMap::new(),
@@ -65,6 +66,7 @@ pub struct FunctionSpec<'a> {
     pub target: Option<Target>,
     /// The domain tags its template uses, as they will be frozen.
     pub domains: &'a [&'a Tag],
+    pub readout: Readout,
 }
 
 /// A new, untrained function tag with a zero-bias head whose weights are small and seeded.
@@ -74,18 +76,19 @@ pub fn new_function_tag(model: &Model, spec: FunctionSpec<'_>, p: usize, seed: u
     meta.template = Some(spec.template.to_string());
     meta.output = Some(output);
     meta.target = spec.target;
+    meta.readout = spec.readout;
     meta.requires = spec
         .domains
         .iter()
         .map(|t| Requirement { name: t.meta.name.clone(), vectors_sha256: t.vectors_sha256.clone() })
         .collect();
     let vectors = initial_vectors(model, p, 0.1, seed)?;
-    let d = model.llama.config.hidden;
+    let width = meta.head_width();
     let head = match output {
         OutputKind::Generation => None,
         _ => {
-            let w = seeded_normal(d, seed ^ 0x5EED);
-            let w = Tensor::from_vec(w, (1, d), &Device::Cpu)? * (1.0 / (d as f64).sqrt());
+            let w = seeded_normal(width, seed ^ 0x5EED);
+            let w = Tensor::from_vec(w, (1, width), &Device::Cpu)? * (1.0 / (width as f64).sqrt());
             Some((w?, Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu)?))
         }
     };
@@ -120,6 +123,7 @@ pub fn untrained_demo_tags(model: &Model) -> Result<Vec<Tag>> {
             output: OutputKind::Regression,
             target: Some(Target { name: "QED".into(), units: String::new(), mean: 0.6, std: 0.15 }),
             domains: &[&smiles],
+            readout: Readout::Last,
         },
         10,
         3,
@@ -132,6 +136,7 @@ pub fn untrained_demo_tags(model: &Model) -> Result<Vec<Tag>> {
             output: OutputKind::Regression,
             target: Some(Target { name: "pKd".into(), units: "-log10(M)".into(), mean: 5.5, std: 0.9 }),
             domains: &[&protein, &smiles],
+            readout: Readout::LastAndInputMeans,
         },
         10,
         4,

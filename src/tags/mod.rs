@@ -6,6 +6,6 @@ pub mod init;
 pub mod library;
 pub mod template;
 
-pub use file::{InputType, OutputKind, Requirement, Tag, TagKind, TagMeta, Target, FORMAT_VERSION};
+pub use file::{InputType, OutputKind, Readout, Requirement, Tag, TagKind, TagMeta, Target, FORMAT_VERSION};
 pub use library::TagLibrary;
 pub use template::{Piece, Template};

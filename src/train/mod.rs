@@ -25,10 +25,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::metrics::{self, RegressionMetrics};
 use crate::model::{KvCache, Mode, Model, Segment};
-use crate::predict::{render_input, Key, Predictor};
+use crate::predict::{render_input, Key, Predictor, Prefix};
 use crate::rng::SplitMix64;
 use crate::tags::init::{finish, new_function_tag, FunctionSpec};
-use crate::tags::{InputType, OutputKind, Tag, TagKind, TagLibrary, Target};
+use crate::tags::{InputType, OutputKind, Readout, Tag, TagKind, TagLibrary, Target};
 pub use data::{load_examples, Example};
 use optim::{schedule, AdamW};
 
@@ -78,6 +78,7 @@ pub struct FunctionPlan {
     pub target_name: String,
     pub units: String,
     pub description: String,
+    pub readout: Readout,
 }
 
 /// Checkpoint bookkeeping saved beside the tensors.
@@ -182,22 +183,24 @@ pub fn train_function_tag(
         output: plan.output,
         target: target.clone(),
         domains: &domains,
+        readout: plan.readout,
     };
     let fresh = new_function_tag(model, spec(), opts.p, opts.seed)?;
     let d = model.llama.config.hidden;
+    let width = fresh.meta.head_width();
     let (ckpt_path, info_path) = checkpoint_paths(out);
     let mut info = CheckpointInfo { step: 0, best: None, elapsed_s: 0.0, history: Vec::new() };
     let (vectors, w, b) = (
         Var::from_tensor(&fresh.vectors)?,
         // A zero head starts every prediction at the training mean: the first losses are ~1
         // instead of the hidden state's large random projection.
-        Var::zeros((1, d), DType::F32, model.llama.device())?,
+        Var::zeros((1, width), DType::F32, model.llama.device())?,
         Var::zeros(1, DType::F32, model.llama.device())?,
     );
     // The head sees a hidden state of norm ~40 with a few very large coordinates; Adam moves every
     // weight by ~lr per step, so the raw head would swing the output by hundreds × lr. Scaling
     // the head by 1/√d keeps one step's change of the prediction near the tag's.
-    let head_scale = 1.0 / (d as f64).sqrt();
+    let head_scale = 1.0 / (width as f64).sqrt();
     let mut opt = AdamW::new(vec![vectors.clone(), w.clone(), b.clone()], opts.weight_decay)?;
     if ckpt_path.exists() && info_path.exists() {
         let tensors = candle_core::safetensors::load(&ckpt_path, model.llama.device())?;
@@ -236,60 +239,101 @@ pub fn train_function_tag(
     let warmup = ((opts.steps as f64) * opts.warmup).ceil() as usize;
     let started = Instant::now();
     let elapsed_before = info.elapsed_s;
-    let mut shared_cache: Option<(Vec<Key>, KvCache)> = None;
+    let mut shared_cache: Option<Prefix> = None;
     let p = opts.p;
-    // Hidden states `[n, d]` at the tag's last position for a batch of examples: the prompt
-    // before the tag runs without gradient (its part shared by the batch once, cached across
-    // steps), then the tag's `p` positions run in `mode` after each row's own end.
-    let mut tag_hidden = |batch: &[usize], mode: Mode| -> Result<Tensor> {
+    // The head's input `[n, width]` for a batch of examples: the prompt before the tag runs
+    // without gradient (its part shared by the batch once, cached across steps), then the tag's
+    // `p` positions run in `mode` after each row's own end; the state at the tag's last position
+    // is followed by the input means when the tag reads them (those need no gradient).
+    let mut head_input = |batch: &[usize], mode: Mode| -> Result<Tensor> {
         let first = &prompts[batch[0]];
         let shared = (0..first.len()).take_while(|&k| batch.iter().all(|&j| prompts[j].get(k) == Some(&first[k]))).count();
         // Every row must keep at least one varying position for the ragged pass; a batch of
         // identical prompts shares all but the last key.
         let shared = if batch.iter().all(|&j| prompts[j].len() == shared) { shared - 1 } else { shared };
-        let prefix_keys = first[..shared].to_vec();
-        let mut cache = match &shared_cache {
-            Some((k, c)) if *k == prefix_keys => c.clone(),
+        let prefix = match &shared_cache {
+            Some(pre) if pre.keys[..] == first[..shared] => pre.clone(),
             _ => {
-                let mut c = KvCache::new();
-                if !prefix_keys.is_empty() {
-                    let x = model.llama.embed(&builder.segments(&prefix_keys))?.unsqueeze(0)?;
-                    model.llama.forward(&x, &mut c, Mode::Infer)?;
-                }
-                shared_cache = Some((prefix_keys, c.clone()));
-                c
+                let pre = builder.run_prefix(&first[..shared])?;
+                shared_cache = Some(pre.clone());
+                pre
             }
         };
-        let rows: Vec<Vec<Segment>> = batch.iter().map(|&j| builder.segments(&prompts[j][shared..])).collect();
-        let (x, lens) = model.llama.embed_batch(&rows)?;
-        model.llama.forward_ragged(&x, &lens, &mut cache, Mode::Infer)?;
+        let rows: Vec<&[Key]> = batch.iter().map(|&j| &prompts[j][shared..]).collect();
+        let segments: Vec<Vec<Segment>> = rows.iter().map(|k| builder.segments(k)).collect();
+        let (x, lens) = model.llama.embed_batch(&segments)?;
+        let mut cache = prefix.cache.clone();
+        let hidden = model.llama.forward_ragged(&x, &lens, &mut cache, Mode::Infer)?;
+        let means = builder.input_means(&prefix, &rows, &hidden)?;
         let n = batch.len();
         let tag_x = vectors.as_tensor().unsqueeze(0)?.broadcast_as((n, p, d))?.contiguous()?;
         let h = model.llama.forward_ragged(&tag_x, &vec![p; n], &mut cache.detach(), mode)?;
-        Ok(h.i((.., p - 1))?)
+        let last = h.i((.., p - 1))?;
+        Ok(match means {
+            Some(m) => Tensor::cat(&[last, m], 1)?,
+            None => last,
+        })
     };
     if info.step == 0 && plan.output == OutputKind::Regression && opts.init_examples > 0 {
         // Start the head at the best linear read-out of the initial tag's hidden state (ridge,
         // closed form) instead of zero: SGD then refines tag and head from a useful start.
-        let take: Vec<usize> = (0..kept.len().min(opts.init_examples)).collect();
-        let mut feats = Vec::with_capacity(take.len());
-        for chunk in take.chunks(opts.batch.max(1)) {
-            let h: Vec<Vec<f32>> = tag_hidden(chunk, Mode::Infer)?.to_vec2()?;
+        // The examples are those of the run's own first batches (a seeded sample; one protein
+        // per batch for two-input tags, so each protein runs once), or more of the same plan.
+        let init_plan = plan_batches(&kept, opts.init_examples.div_ceil(opts.batch.max(1)), opts.batch, opts.seed ^ 0x1417, group);
+        let mut take = Vec::with_capacity(opts.init_examples);
+        let mut feats = Vec::with_capacity(opts.init_examples);
+        for chunk in &init_plan {
+            let h: Vec<Vec<f32>> = head_input(chunk, Mode::Infer)?.to_vec2()?;
             feats.extend(h.into_iter().map(|r| r.into_iter().map(f64::from).collect::<Vec<f64>>()));
+            take.extend_from_slice(chunk);
         }
         let ys: Vec<f64> = take.iter().map(|&j| (kept[j].target - mean) / std).collect();
         let cut = feats.len() * 3 / 4;
         let fit = probe::fit_ridge(&feats[..cut], &ys[..cut], &feats[cut..], &ys[cut..])?;
         let (wr, br) = fit.weights_and_bias();
         let wr: Vec<f32> = wr.iter().map(|v| (*v / head_scale) as f32).collect();
-        w.set(&Tensor::from_vec(wr, (1, d), model.llama.device())?)?;
+        w.set(&Tensor::from_vec(wr, (1, width), model.llama.device())?)?;
         b.set(&Tensor::new(&[br as f32], model.llama.device())?)?;
+    }
+    // Validates the tag as it stands after `done` steps and writes it to `out` if it is the best
+    // so far.
+    let validate = |done: usize, info: &mut CheckpointInfo| -> Result<RegressionMetrics> {
+        let tag = snapshot(&fresh, &vectors, &w, &b, head_scale)?;
+        let m = evaluate_tag(model, library, &tag, valid)?;
+        // Higher is better: R² for regression, ROC AUC for classification.
+        let score = match plan.output {
+            OutputKind::BinaryClassification => m.1.unwrap_or(f64::NAN),
+            _ => m.0.r2,
+        };
+        info.history.push((done, score));
+        info.step = done;
+        if info.best.is_none_or(|b| score > b) && score.is_finite() {
+            info.best = Some(score);
+            let mut best = tag;
+            best.meta.description = plan.description.clone();
+            best.meta.provenance.insert("best_step".into(), serde_json::json!(done));
+            best.meta.provenance.insert("valid_metrics".into(), serde_json::to_value(&m.0).unwrap_or_default());
+            best.meta.provenance.insert("train_examples".into(), serde_json::json!(kept.len()));
+            best.meta.provenance.insert("options".into(), serde_json::to_value(opts).unwrap_or_default());
+            best.meta.provenance.insert("valid_history".into(), serde_json::to_value(&info.history).unwrap_or_default());
+            let wall = elapsed_before + started.elapsed().as_secs_f64();
+            best.meta.provenance.insert("wall_time_s".into(), serde_json::json!(wall.round()));
+            let best = finish(best.meta, best.vectors, best.head)?;
+            best.save(out)?;
+        }
+        Ok(m.0)
+    };
+    if info.step == 0 {
+        // The starting point (ridge head on the initial tag) is a candidate too: training can
+        // only improve on it.
+        let m = validate(0, &mut info)?;
+        on_step(&StepReport { step: 0, total: opts.steps, loss: f64::NAN, lr: 0.0, examples_per_s: 0.0, eta_s: f64::NAN, valid: Some(m) });
     }
     let mut seen = 0usize;
     for step in info.step..opts.steps {
         let batch = &batches[step];
         let n = batch.len();
-        let h = tag_hidden(batch, Mode::Train)?;
+        let h = head_input(batch, Mode::Train)?;
         let z = ((h.matmul(&w.as_tensor().t()?)?.squeeze(1)? * head_scale)? + b.as_tensor().broadcast_as(n)?)?;
         let y: Vec<f32> = batch.iter().map(|&j| ((kept[j].target - mean) / std) as f32).collect();
         let y = Tensor::new(y.as_slice(), model.llama.device())?;
@@ -319,27 +363,7 @@ pub fn train_function_tag(
         };
         let last = step + 1 == opts.steps;
         if (step + 1) % opts.eval_every.max(1) == 0 || last {
-            let tag = snapshot(&fresh, &vectors, &w, &b, head_scale)?;
-            let m = evaluate_tag(model, library, &tag, valid)?;
-            // Higher is better: R² for regression, ROC AUC for classification.
-            let score = match plan.output {
-                OutputKind::BinaryClassification => m.1.unwrap_or(f64::NAN),
-                _ => m.0.r2,
-            };
-            info.history.push((step + 1, score));
-            if info.best.is_none_or(|b| score > b) && score.is_finite() {
-                info.best = Some(score);
-                let mut best = tag;
-                best.meta.description = plan.description.clone();
-                best.meta.provenance.insert("best_step".into(), serde_json::json!(step + 1));
-                best.meta.provenance.insert("valid_metrics".into(), serde_json::to_value(&m.0).unwrap_or_default());
-                best.meta.provenance.insert("train_examples".into(), serde_json::json!(kept.len()));
-                best.meta.provenance.insert("options".into(), serde_json::to_value(opts).unwrap_or_default());
-                let best = finish(best.meta, best.vectors, best.head)?;
-                best.save(out)?;
-            }
-            report.valid = Some(m.0);
-            info.step = step + 1;
+            report.valid = Some(validate(step + 1, &mut info)?);
             info.elapsed_s = elapsed_before + elapsed;
             save_checkpoint(&ckpt_path, &info_path, &info, &vectors, &w, &b, &opt)?;
         }

@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::metrics::{regression_metrics, RegressionMetrics};
 use crate::model::{KvCache, Llama, Mode, Model, Segment};
 use crate::predict::render_input;
-use crate::tags::{InputType, Piece, Template};
+use crate::tags::{InputType, Piece, Readout, Template};
+use candle_core::{IndexOp, Tensor};
 
 /// Ablation result: test metrics and the ridge strength chosen on validation.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -17,36 +18,84 @@ pub struct ProbeReport {
     pub train_examples: usize,
 }
 
-/// Hidden states `[n, d]` (f64 rows) at the last position of each item's tag-free prompt.
-fn features(model: &Model, template: &Template, kinds: &[InputType], items: &[Example], batch: usize) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
+/// Hidden states `[n, d]` (f64 rows) at the last position of each item's tag-free prompt,
+/// followed with [`Readout::LastAndInputMeans`] by the mean state over each input's tokens —
+/// the same read-out a tag's head gets.
+fn features(model: &Model, template: &Template, kinds: &[InputType], readout: Readout, items: &[Example], batch: usize) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
     let tok = &model.tokenizer;
-    let mut prompts = Vec::new();
-    let mut targets = Vec::new();
+    // Each prompt as (tokens before its last input, the rest, input spans, target). Prompts that
+    // agree before their last input (one protein, many molecules) share that prefix's pass.
+    let mut prompts: Vec<(Vec<u32>, Vec<u32>, Vec<(usize, usize)>, f64)> = Vec::new();
+    let last_input = template.pieces.iter().rposition(|p| matches!(p, Piece::Input { .. })).unwrap_or(0);
     'items: for e in items {
-        let mut segs = Vec::new();
+        let (mut prefix, mut suffix, mut spans) = (Vec::new(), Vec::new(), Vec::new());
         let mut slot = 0;
-        for piece in &template.pieces {
-            match piece {
-                Piece::Text(t) => segs.push(Segment::Tokens(tok.encode(t)?)),
-                Piece::Tag(_) => {}
+        for (k, piece) in template.pieces.iter().enumerate() {
+            let ids = match piece {
+                Piece::Text(t) => tok.encode(t)?,
+                Piece::Tag(_) => continue,
                 Piece::Input { lead, .. } => {
                     let Ok(text) = render_input(kinds[slot], &e.inputs[slot]) else { continue 'items };
-                    segs.push(Segment::Tokens(tok.encode(&format!("{lead}{text}"))?));
                     slot += 1;
+                    let ids = tok.encode(&format!("{lead}{text}"))?;
+                    spans.push((prefix.len() + suffix.len(), ids.len()));
+                    ids
                 }
+            };
+            if k < last_input { prefix.extend(ids) } else { suffix.extend(ids) }
+        }
+        prompts.push((prefix, suffix, spans, e.target));
+    }
+    let mut groups: Vec<(&[u32], Vec<usize>)> = Vec::new();
+    let mut group_of: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+    for (j, p) in prompts.iter().enumerate() {
+        let g = *group_of.entry(&p.0).or_insert_with(|| {
+            groups.push((&p.0, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(j);
+    }
+    let mut rows: Vec<Vec<f64>> = vec![Vec::new(); prompts.len()];
+    for (prefix, members) in groups {
+        let mut cache = KvCache::new();
+        let prefix_hidden = if prefix.is_empty() {
+            None
+        } else {
+            let x = model.llama.embed(&[Segment::Tokens(prefix.to_vec())])?.unsqueeze(0)?;
+            Some(model.llama.forward(&x, &mut cache, Mode::Infer)?.squeeze(0)?)
+        };
+        let plen = prefix.len();
+        for chunk in members.chunks(batch.max(1)) {
+            let segs: Vec<Vec<Segment>> = chunk.iter().map(|&j| vec![Segment::Tokens(prompts[j].1.clone())]).collect();
+            let (x, lens) = model.llama.embed_batch(&segs)?;
+            let h = model.llama.forward(&x, &mut cache.clone(), Mode::Infer)?;
+            let last: Vec<usize> = lens.iter().map(|l| l - 1).collect();
+            let mut f = Llama::gather_positions(&h, &last)?;
+            if readout == Readout::LastAndInputMeans {
+                let mut parts = vec![f];
+                for k in 0..prompts[chunk[0]].2.len() {
+                    let means = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &j)| {
+                            let (at, len) = prompts[j].2[k];
+                            match &prefix_hidden {
+                                Some(ph) if at < plen => ph.narrow(0, at, len)?.mean_keepdim(0),
+                                _ => h.i(i)?.narrow(0, at - plen, len)?.mean_keepdim(0),
+                            }
+                        })
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    parts.push(Tensor::cat(&means, 0)?);
+                }
+                f = Tensor::cat(&parts, 1)?;
+            }
+            let f: Vec<Vec<f32>> = f.to_vec2()?;
+            for (&j, r) in chunk.iter().zip(f) {
+                rows[j] = r.into_iter().map(f64::from).collect();
             }
         }
-        prompts.push(segs);
-        targets.push(e.target);
     }
-    let mut rows = Vec::with_capacity(prompts.len());
-    for chunk in prompts.chunks(batch.max(1)) {
-        let (x, lens) = model.llama.embed_batch(chunk)?;
-        let h = model.llama.forward(&x, &mut KvCache::new(), Mode::Infer)?;
-        let last: Vec<usize> = lens.iter().map(|l| l - 1).collect();
-        let h: Vec<Vec<f32>> = Llama::gather_positions(&h, &last)?.to_vec2()?;
-        rows.extend(h.into_iter().map(|r| r.into_iter().map(f64::from).collect::<Vec<f64>>()));
-    }
+    let targets = prompts.iter().map(|p| p.3).collect();
     Ok((rows, targets))
 }
 
@@ -83,14 +132,15 @@ pub fn no_tag_probe(
     model: &Model,
     template: &Template,
     kinds: &[InputType],
+    readout: Readout,
     train: &[Example],
     valid: &[Example],
     test: &[Example],
 ) -> Result<ProbeReport> {
     let batch = 16;
-    let (xt, yt) = features(model, template, kinds, train, batch)?;
-    let (xv, yv) = features(model, template, kinds, valid, batch)?;
-    let (xs, ys) = features(model, template, kinds, test, batch)?;
+    let (xt, yt) = features(model, template, kinds, readout, train, batch)?;
+    let (xv, yv) = features(model, template, kinds, readout, valid, batch)?;
+    let (xs, ys) = features(model, template, kinds, readout, test, batch)?;
     if xt.is_empty() {
         return Err(Error::Usage("no valid training example for the probe".into()));
     }

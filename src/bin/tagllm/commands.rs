@@ -335,6 +335,11 @@ fn reporter(total: usize, what: &str) -> impl FnMut(&tagllm::train::StepReport) 
         bar.set_position(r.step as u64);
         let valid = r.valid.as_ref().map(|m| format!(" valid r2 {:.3} mse {:.4}", m.r2, m.mse)).unwrap_or_default();
         bar.set_message(format!("loss {:.4}{valid}", r.loss));
+        if r.step == 0 {
+            // The starting point, validated before any step.
+            bar.suspend(|| eprintln!("start (ridge-initialised head):{valid}"));
+            return;
+        }
         if bar.is_hidden() && (r.step % every == 0 || r.valid.is_some() || r.step == r.total) {
             eprintln!(
                 "step {}/{} loss {:.4} lr {:.2e} {:.1} ex/s eta {:.0}s{valid}",
@@ -364,7 +369,7 @@ fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
                 tagllm::train::train_domain_tag(&model, name, kind, &lines, &options(flags, flags.steps), &out, reporter(flags.steps, "train"))?;
             eprintln!("wrote {} (loss {first:.4} → {last:.4}, {:.0}s)", out.display(), started.elapsed().as_secs_f64());
         }
-        TrainStage::Probe { template, train, valid, test, input_cols, target_col, max_train, max_valid, max_test } => {
+        TrainStage::Probe { template, train, valid, test, input_cols, target_col, max_train, max_valid, max_test, readout } => {
             let template = tagllm::tags::Template::parse(template)?;
             let library = load_library(&cli.tags, &model, false)?;
             let kinds = template
@@ -385,7 +390,7 @@ fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
             };
             let started = std::time::Instant::now();
             let report = tagllm::train::probe::no_tag_probe(
-                &model, &template, &kinds, &load(train, Some(*max_train))?, &load(valid, Some(*max_valid))?, &load(test, *max_test)?,
+                &model, &template, &kinds, (*readout).into(), &load(train, Some(*max_train))?, &load(valid, Some(*max_valid))?, &load(test, *max_test)?,
             )?;
             let mut v = serde_json::to_value(&report)?;
             v["wall_s"] = json!(started.elapsed().as_secs_f64());
@@ -393,7 +398,7 @@ fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
         }
         TrainStage::Function {
             name, template, train, valid, input_cols, target_col, output, target_name, units, description,
-            max_train, max_valid, eval_every, flags,
+            max_train, max_valid, eval_every, readout, flags,
         } => {
             let library = load_library(&cli.tags, &model, true)?;
             let (mut train_set, skipped) = tagllm::train::load_examples(train, input_cols, target_col)?;
@@ -413,6 +418,7 @@ fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
                 target_name: target_name.clone().unwrap_or_else(|| name.clone()),
                 units: units.clone(),
                 description: description.clone(),
+                readout: (*readout).into(),
             };
             let out = flags.out.clone().unwrap_or_else(|| cli.tags.join(format!("{name}.safetensors")));
             let started = std::time::Instant::now();

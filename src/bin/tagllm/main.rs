@@ -175,6 +175,10 @@ pub enum TrainStage {
         max_valid: usize,
         #[arg(long, default_value_t = 100)]
         eval_every: usize,
+        /// What the head reads: `last` (the tag's last state, as the paper) or `means` (that
+        /// state plus the mean state over each input's tokens).
+        #[arg(long, value_enum, default_value = "means")]
+        readout: ReadoutArg,
         #[command(flatten)]
         flags: TrainFlags,
     },
@@ -199,6 +203,9 @@ pub enum TrainStage {
         max_valid: usize,
         #[arg(long)]
         max_test: Option<usize>,
+        /// Read-out features, as for `train function`.
+        #[arg(long, value_enum, default_value = "means")]
+        readout: ReadoutArg,
     },
 }
 
@@ -206,6 +213,21 @@ pub enum TrainStage {
 pub enum InputArg {
     Smiles,
     Protein,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ReadoutArg {
+    Last,
+    Means,
+}
+
+impl From<ReadoutArg> for tagllm::tags::Readout {
+    fn from(r: ReadoutArg) -> Self {
+        match r {
+            ReadoutArg::Last => Self::Last,
+            ReadoutArg::Means => Self::LastAndInputMeans,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Trains the shipped tags with the exact settings recorded in their model cards, then writes the
+# cards. Each run is resumable: run the same command again after an interruption.
+#
+#   scripts/train-tags.sh [NAME ...]        # default: every tag, in dependency order
+#   TRAIN_ONLY=1 scripts/train-tags.sh ...  # without the cards
+#
+# Stage 1 (domain tags) first: every function tag pins the domain tags it was trained with, so
+# retraining SMILES or Protein means retraining the function tags that use them.
+# Needs: scripts/setup.sh (model) and python3 scripts/data/prepare.py (data/raw for the corpora).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet --bin tagllm
+bin=target/release/tagllm
+mkdir -p logs
+
+smiles_prompt() { printf '# # Input: The SMILES of the molecule is <SMILES> {SMILES}. \n# # Output: %s <%s>' "$1" "$2"; }
+protein_prompt() { printf '# # Input: The protein sequence is <Protein> {Protein}. \n# # Output: %s <%s>' "$1" "$2"; }
+
+train() {
+  local name=$1; shift
+  echo "== $name: training (log: logs/$name.log)"
+  "$bin" train "$@" 2>&1 | tee "logs/$name.log"
+}
+
+function_tag() {   # NAME TASK INPUT_COLS TEMPLATE TARGET_NAME UNITS DESCRIPTION [flags...]
+  local name=$1 task=$2 cols=$3 template=$4 target=$5 units=$6 desc=$7; shift 7
+  train "$name" function --name "$name" --template "$template" --input-cols "$cols" \
+    --train "data/tasks/$task/train.csv" --valid "data/tasks/$task/valid.csv" \
+    --target-name "$target" --units "$units" --description "$desc" "$@"
+}
+
+run() {
+  case $1 in
+    SMILES)
+      train SMILES domain --name SMILES --input smiles --corpus data/raw/domain/smiles.txt \
+        --max-lines 20000 --steps 40 --batch 8 --lr 1e-2 ;;
+    Protein)
+      # Stage 1 back-propagates through the whole sequence: the first 128 residues suffice.
+      awk '{print substr($0,1,128)}' data/raw/domain/proteins.txt | head -20000 > data/raw/domain/proteins128.txt
+      train Protein domain --name Protein --input protein --corpus data/raw/domain/proteins128.txt \
+        --steps 30 --batch 8 --lr 1e-2 ;;
+    QED)
+      function_tag QED QED smiles "$(smiles_prompt 'the quantitative estimate of druglikeness score is' QED)" \
+        QED "" "QED, the quantitative estimate of drug-likeness (RDKit QED.qed, 0 to 1)" \
+        --steps 40 --batch 16 --lr 3e-4 --eval-every 20 --max-valid 300 --init-examples 3000 ;;
+    LogP)
+      function_tag LogP LogP smiles "$(smiles_prompt 'the octanol-water partition coefficient (logP) is' LogP)" \
+        logP "" "Crippen logP (RDKit Crippen.MolLogP), the octanol-water partition coefficient" \
+        --steps 40 --batch 16 --lr 3e-4 --eval-every 20 --max-valid 300 --init-examples 2000 ;;
+    pI)
+      function_tag pI pI sequence "$(protein_prompt 'the isoelectric point is' pI)" \
+        pI "pH" "the isoelectric point (peptides, EMBOSS scale)" \
+        --steps 30 --batch 8 --lr 3e-4 --eval-every 15 --max-valid 150 --init-examples 800 ;;
+    Descriptor)
+      function_tag Descriptor Descriptor sequence "$(protein_prompt 'The descriptor value is' Descriptor)" \
+        AF1 "" "the protein descriptor AF1 (the first of the peptides package's Atchley factors, averaged over residues)" \
+        --steps 20 --batch 8 --lr 3e-4 --eval-every 10 --max-valid 150 --init-examples 600 ;;
+    BindingAffinity)
+      # Stage 3: both domain tags frozen; batches hold one protein's ligands (its prefix runs once).
+      function_tag BindingAffinity BindingAffinity sequence,smiles \
+        "$(printf '# # Input: The protein sequence is <Protein> {Protein}. The SMILES of the drug is <SMILES> {SMILES}. \n# # Output: the binding affinity is <BindingAffinity>')" \
+        pKd "" "DAVIS binding affinity, pKd = -log10(Kd / 1 M)" \
+        --steps 40 --batch 16 --lr 3e-4 --eval-every 20 --max-valid 300 --init-examples 2000 ;;
+    *) echo "unknown tag $1" >&2; exit 2 ;;
+  esac
+}
+
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(SMILES Protein QED LogP pI Descriptor BindingAffinity)
+for n in "${names[@]}"; do run "$n"; done
+[ -n "${TRAIN_ONLY:-}" ] && exit 0
+echo "== model cards"
+python3 scripts/cards.py --ablation "${names[@]}"
