@@ -76,7 +76,8 @@ impl Offline {
         );
     }
 
-    /// Asks the server (bypassing every cache; the service worker lets `tagllm-ping` through).
+    /// Asks the server for the page (bypassing every cache; the service worker lets `tagllm-ping`
+    /// requests through to the network).
     pub fn ping(self) {
         if !window().navigator().on_line() {
             self.online.set(Some(false));
@@ -84,14 +85,12 @@ impl Offline {
         }
         spawn_local(async move {
             let init = RequestInit::new();
-            init.set_method("HEAD");
             init.set_cache(RequestCache::NoStore);
             let url = format!("./?tagllm-ping={}", js_sys::Date::now() as u64);
+            // Any answer (whatever its status) means the server is there; only a failed fetch
+            // means offline.
             let ok = match Request::new_with_str_and_init(&url, &init) {
-                Ok(req) => match JsFuture::from(window().fetch_with_request(&req)).await {
-                    Ok(r) => r.unchecked_into::<Response>().ok(),
-                    Err(_) => false,
-                },
+                Ok(req) => JsFuture::from(window().fetch_with_request(&req)).await.is_ok(),
                 Err(_) => false,
             };
             self.online.set(Some(ok));
