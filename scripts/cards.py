@@ -11,7 +11,7 @@ in a card comes from this command.
 
 Evaluation sets (CPU time on 2 cores is the limit; `--full` evaluates whole test splits):
 QED and LogP on the MOSES scaffold-test part of their test split (the issue's split, 2,000 rows);
-pI and Descriptor on 300 test proteins drawn with a fixed seed; BindingAffinity on every test pair
+pI and Descriptor on 200 test proteins drawn with a fixed seed; BindingAffinity on every test pair
 of 40 DAVIS proteins drawn with a fixed seed.
 """
 import argparse, csv, json, math, os, random, subprocess, sys, tempfile, time
@@ -23,8 +23,8 @@ TASKS = {
             ("source", "moses_scaffold")),
     "LogP": ("LogP", ["smiles"], "Crippen logP (RDKit `Crippen.MolLogP`)", ("source", "moses_scaffold")),
     "Descriptor": ("Descriptor", ["sequence"], "the protein descriptor AF1 (`peptides`: the first Atchley factor, averaged over residues)",
-                   ("rows", 300)),
-    "pI": ("pI", ["sequence"], "the isoelectric point (`peptides`)", ("rows", 300)),
+                   ("rows", 200)),
+    "pI": ("pI", ["sequence"], "the isoelectric point (`peptides`)", ("rows", 200)),
     "BindingAffinity": ("BindingAffinity", ["sequence", "smiles"], "DAVIS binding affinity pKd", ("groups", "protein_id", 40)),
 }
 SEED = 20240611
@@ -175,8 +175,10 @@ def card(name, ablation, full):
             ptrain, pvalid = os.path.join(tmp, "ptrain.csv"), os.path.join(tmp, "pvalid.csv")
             # Grouped tasks draw whole proteins (each protein's pass is shared), others plain rows.
             probe_how = TASKS[name][3] if TASKS[name][3][0] == "groups" else ("rows", 0)
-            write_rows(ptrain, train_rows, subset(train_rows, probe_how, n=1000, seed=SEED + 1), cols)
-            write_rows(pvalid, valid_rows, subset(valid_rows, probe_how, n=200, seed=SEED + 2), cols)
+            # Proteins alone are long (~300 residues, one token each): a smaller probe set.
+            n_train, n_valid = (400, 100) if cols == ["sequence"] else (1000, 200)
+            write_rows(ptrain, train_rows, subset(train_rows, probe_how, n=n_train, seed=SEED + 1), cols)
+            write_rows(pvalid, valid_rows, subset(valid_rows, probe_how, n=n_valid, seed=SEED + 2), cols)
             cmd = [binary, "train", "probe", "--template", meta["template"], "--train", ptrain, "--valid", pvalid,
                    "--test", test_csv, "--input-cols", ",".join(cols), "--readout", "means"]
             t0 = time.time()

@@ -43,7 +43,7 @@ run() {
     QED)
       function_tag QED QED smiles "$(smiles_prompt 'the quantitative estimate of druglikeness score is' QED)" \
         QED "" "QED, the quantitative estimate of drug-likeness (RDKit QED.qed, 0 to 1)" \
-        --steps 40 --batch 16 --lr 3e-4 --eval-every 20 --max-valid 300 --init-examples 3000 ;;
+        --steps 40 --batch 16 --lr 3e-4 --eval-every 20 --max-valid 300 --init-examples 2000 ;;
     LogP)
       function_tag LogP LogP smiles "$(smiles_prompt 'the octanol-water partition coefficient (logP) is' LogP)" \
         logP "" "Crippen logP (RDKit Crippen.MolLogP), the octanol-water partition coefficient" \
@@ -55,7 +55,7 @@ run() {
     Descriptor)
       function_tag Descriptor Descriptor sequence "$(protein_prompt 'The descriptor value is' Descriptor)" \
         AF1 "" "the protein descriptor AF1 (the first of the peptides package's Atchley factors, averaged over residues)" \
-        --steps 20 --batch 8 --lr 3e-4 --eval-every 10 --max-valid 150 --init-examples 600 ;;
+        --steps 10 --batch 8 --lr 3e-4 --eval-every 5 --max-valid 100 --init-examples 400 ;;
     BindingAffinity)
       # Stage 3: both domain tags frozen; batches hold one protein's ligands (its prefix runs once).
       function_tag BindingAffinity BindingAffinity sequence,smiles \

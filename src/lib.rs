@@ -8,6 +8,7 @@
 //! `input` (validate SMILES / proteins) → `tags` (template → prompt segments) →
 //! `model` (forward pass) → `predict` (read-out → head → number).
 
+pub mod bench;
 pub mod error;
 pub mod input;
 pub mod metrics;

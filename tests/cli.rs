@@ -187,3 +187,21 @@ fn split_csv(line: &str) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn bench_prints_every_figure() {
+    let dir = common::test_tag_dir("bench");
+    let out = tagllm(&["--tags", dir.to_str().unwrap(), "bench", "--json"], None);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let positive = |x: &serde_json::Value| x.as_f64().is_some_and(|f| f.is_finite() && f > 0.0);
+    assert_eq!(v["molecules"], 100);
+    assert_eq!(v["molecules_tag"], "QED");
+    assert!(positive(&v["molecules_per_s"]) && positive(&v["decode_tokens_per_s"]) && positive(&v["model_load_ms"]), "{v}");
+    let prefill: Vec<u64> = v["prefill"].as_array().unwrap().iter().map(|p| p["tokens"].as_u64().unwrap()).collect();
+    assert_eq!(prefill, [50, 512]);
+    assert!(v["prefill"].as_array().unwrap().iter().all(|p| positive(&p["tokens_per_s"])));
+    assert!(v["kernels"].as_array().unwrap().len() >= 8 && v["kernels"].as_array().unwrap().iter().all(|k| positive(&k["gflops"])));
+    // Only the CPU exists natively so far; anything else is refused by name.
+    let gpu = tagllm(&["--tags", dir.to_str().unwrap(), "bench", "--backend", "gpu"], None);
+    assert!(!gpu.status.success() && String::from_utf8_lossy(&gpu.stderr).contains("gpu"));
+}

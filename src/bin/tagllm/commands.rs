@@ -72,6 +72,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             train(&cli, stage)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { tag, backend, json: as_json } => {
+            bench(&cli, tag, backend, *as_json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tags { action } => {
             let model = Model::load(&cli.model)?;
             let (library, errors) = TagLibrary::load_dir(&cli.tags, &model.identity)?;
@@ -432,6 +436,53 @@ fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
                 started.elapsed().as_secs_f64()
             );
         }
+    }
+    Ok(())
+}
+
+/// Peak resident memory of this process (Linux: VmHWM), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
+    if backend != "cpu" {
+        bail!("backend `{backend}` is not available natively yet: only `cpu` (the WebGPU backend is issue 5)");
+    }
+    let start = std::time::Instant::now();
+    let now = move || start.elapsed().as_secs_f64() * 1000.0;
+    let t = now();
+    let model = Model::load(&cli.model)?;
+    let load_ms = now() - t;
+    let library = load_library(&cli.tags, &model, true)?;
+    let predictor = Predictor::new(&model, &library, tag)?;
+    let threads = candle_core::utils::get_num_threads();
+    let report = tagllm::bench::run(&model, &predictor, backend, &now)?;
+    let peak = peak_rss_mb();
+    if as_json {
+        let mut v = serde_json::to_value(&report)?;
+        v["threads"] = json!(threads);
+        v["model_load_ms"] = json!(load_ms);
+        v["peak_rss_mb"] = json!(peak);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("tagllm bench: backend {backend}, {threads} threads, model {}", cli.model.display());
+    println!("model load (GGUF parse + f32 expansion): {load_ms:.0} ms");
+    println!("{:<28} {:>9} {:>9} {:>9}", "kernel (f32 matmul)", "ms", "GFLOP/s", "GB/s");
+    for k in &report.kernels {
+        println!("{:<28} {:>9.3} {:>9.2} {:>9.2}", k.name, k.ms, k.gflops, k.gb_per_s);
+    }
+    for p in &report.prefill {
+        println!("prefill {:>4} tokens: {:>8.1} ms  {:>8.1} tokens/s", p.tokens, p.ms, p.tokens_per_s);
+    }
+    println!("decode: {:.1} tokens/s ({} tokens, greedy, with logits)", report.decode_tokens_per_s, report.decode_tokens);
+    println!("{} over {} molecules: {:.2} molecules/s", report.molecules_tag, report.molecules, report.molecules_per_s);
+    if let Some(mb) = peak {
+        println!("peak resident memory: {mb:.0} MB");
     }
     Ok(())
 }

@@ -94,6 +94,18 @@ pub enum Command {
         #[command(subcommand)]
         stage: TrainStage,
     },
+    /// Speed figures: matmul kernels, prefill at 50 and 512 tokens, decoding, and molecules/s of
+    /// a function tag over 100 fixed molecules (the same in the page's benchmark).
+    Bench {
+        #[arg(long, default_value = "QED")]
+        tag: String,
+        /// `cpu` (threads: RAYON_NUM_THREADS, default all cores).
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect the tag library.
     Tags {
         #[command(subcommand)]

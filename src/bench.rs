@@ -1,0 +1,163 @@
+//! Benchmarks that print numbers: the same code runs natively (`tagllm bench`) and in the page,
+//! so figures from any machine or browser compare. Timing comes from the caller (`now` in
+//! milliseconds: `Instant` natively, `performance.now()` in a browser), as wasm has no clock of
+//! its own.
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::model::{KvCache, Mode, Model, Segment};
+use crate::predict::Predictor;
+
+/// One matrix product of the model's shapes.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelFigure {
+    pub name: String,
+    /// `[m, k] × [k, n]`.
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub ms: f64,
+    pub gflops: f64,
+    /// Bytes of the weight and activations read and written, per second.
+    pub gb_per_s: f64,
+}
+
+/// Tokens per second of one forward pass over a prompt of `tokens` tokens.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrefillFigure {
+    pub tokens: usize,
+    pub ms: f64,
+    pub tokens_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub backend: String,
+    pub kernels: Vec<KernelFigure>,
+    pub prefill: Vec<PrefillFigure>,
+    /// Greedy decoding after a short prompt, one token per forward pass, KV cache on.
+    pub decode_tokens: usize,
+    pub decode_tokens_per_s: f64,
+    /// A function tag over a list of molecules through the real Predictor (prefix reuse,
+    /// batching), end to end from SMILES text to numbers.
+    pub molecules: usize,
+    pub molecules_tag: String,
+    pub molecules_per_s: f64,
+}
+
+/// Median of `reps` timings of `f` (after one warm-up call), in ms.
+fn time_ms(now: &dyn Fn() -> f64, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let t = now();
+        f()?;
+        times.push(now() - t);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// The model's matrix products at `rows` rows (1 = decoding, 64 = a prefill chunk).
+pub fn kernels(model: &Model, rows: &[usize], now: &dyn Fn() -> f64) -> Result<Vec<KernelFigure>> {
+    let c = &model.llama.config;
+    let shapes = [
+        ("attn q/o", c.hidden, c.hidden),
+        ("attn k/v", c.hidden, c.n_kv_head * c.head_dim),
+        ("mlp gate/up", c.hidden, c.ffn),
+        ("mlp down", c.ffn, c.hidden),
+    ];
+    let mut out = Vec::new();
+    for &m in rows {
+        for (name, k, n) in shapes {
+            let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
+            let w = Tensor::randn(0f32, 0.02, (k, n), &Device::Cpu)?;
+            let ms = time_ms(now, 5, || {
+                a.matmul(&w)?;
+                Ok(())
+            })?;
+            let flops = 2.0 * (m * k * n) as f64;
+            let bytes = 4.0 * (k * n + m * k + m * n) as f64;
+            out.push(KernelFigure {
+                name: format!("{name} ({m} rows)"),
+                m,
+                k,
+                n,
+                ms,
+                gflops: flops / ms / 1e6,
+                gb_per_s: bytes / ms / 1e6,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A prompt of exactly `n` tokens: a SMILES-like text repeated and cut.
+fn tokens(model: &Model, n: usize) -> Result<Vec<u32>> {
+    let text = "# # Input: The SMILES of the molecule is CC(=O)Oc1ccccc1C(=O)O. ".repeat(n / 8 + 2);
+    let mut ids = model.tokenizer.encode(&text)?;
+    ids.truncate(n);
+    Ok(ids)
+}
+
+pub fn prefill(model: &Model, n: usize, now: &dyn Fn() -> f64) -> Result<PrefillFigure> {
+    let ids = tokens(model, n)?;
+    let x = model.llama.embed(&[Segment::Tokens(ids)])?.unsqueeze(0)?;
+    let ms = time_ms(now, 3, || {
+        model.llama.forward(&x, &mut KvCache::new(), Mode::Infer)?;
+        Ok(())
+    })?;
+    Ok(PrefillFigure { tokens: n, ms, tokens_per_s: n as f64 * 1000.0 / ms })
+}
+
+/// Decoding speed: `n` single-token steps with the KV cache after a 16-token prompt, each with
+/// the logits over the vocabulary (as generation needs).
+pub fn decode(model: &Model, n: usize, now: &dyn Fn() -> f64) -> Result<f64> {
+    let ids = tokens(model, 16)?;
+    let mut cache = KvCache::new();
+    let x = model.llama.embed(&[Segment::Tokens(ids)])?.unsqueeze(0)?;
+    let h = model.llama.forward(&x, &mut cache, Mode::Infer)?;
+    let mut logits = model.llama.logits(&h.i((0, h.dim(1)? - 1))?)?;
+    let t = now();
+    for _ in 0..n {
+        let next = logits.argmax(0)?.to_dtype(DType::U32)?.to_scalar::<u32>()?;
+        let x = model.llama.embed_tokens(&[next])?.unsqueeze(0)?;
+        let h = model.llama.forward(&x, &mut cache, Mode::Infer)?;
+        logits = model.llama.logits(&h.i((0, 0))?)?;
+    }
+    Ok(n as f64 * 1000.0 / (now() - t))
+}
+
+/// Molecules per second through `predictor` (after a warm-up of a few molecules).
+pub fn molecules(predictor: &Predictor, smiles: &[String], now: &dyn Fn() -> f64) -> Result<f64> {
+    let items: Vec<Vec<String>> = smiles.iter().map(|s| vec![s.clone()]).collect();
+    predictor.predict(&items[..items.len().min(4)]);
+    let t = now();
+    let out = predictor.predict(&items);
+    let ms = now() - t;
+    let ok = out.iter().filter(|r| r.is_ok()).count();
+    Ok(ok as f64 * 1000.0 / ms)
+}
+
+/// 100 drug-like molecules (the first of the QED test split's MOSES scaffold part) for the
+/// molecules-per-second figure everywhere, so that every benchmark runs the same prompts.
+pub const BENCH_SMILES: &str = include_str!("../tests/fixtures/bench_smiles.txt");
+
+/// The whole benchmark: kernels, prefill at ~50 and 512 tokens, decoding, and `tag` over
+/// [`BENCH_SMILES`].
+pub fn run(model: &Model, predictor: &Predictor, backend: &str, now: &dyn Fn() -> f64) -> Result<BenchReport> {
+    let smiles: Vec<String> = BENCH_SMILES.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+    let decode_tokens = 32;
+    Ok(BenchReport {
+        backend: backend.to_string(),
+        kernels: kernels(model, &[1, 64], now)?,
+        prefill: vec![prefill(model, 50, now)?, prefill(model, 512, now)?],
+        decode_tokens,
+        decode_tokens_per_s: decode(model, decode_tokens, now)?,
+        molecules: smiles.len(),
+        molecules_tag: predictor.tag().meta.name.clone(),
+        molecules_per_s: molecules(predictor, &smiles, now)?,
+    })
+}
