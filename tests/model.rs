@@ -135,7 +135,7 @@ fn ragged_rows_match_rows_alone() {
     llama.forward_ragged(&x, &lens, &mut cache, Mode::Infer).unwrap();
     let tail_x = llama.embed_tokens(&tail).unwrap().unsqueeze(0).unwrap().repeat((3, 1, 1)).unwrap();
     for mode in [Mode::Infer, Mode::Train] {
-        let out = llama.forward_ragged(&tail_x, &vec![tail.len(); 3], &mut cache.clone(), mode).unwrap();
+        let out = llama.forward_ragged(&tail_x, &[tail.len(); 3], &mut cache.clone(), mode).unwrap();
         for (i, t) in texts.iter().enumerate() {
             let mut ids = head.clone();
             ids.extend(model.tokenizer.encode(t).unwrap());

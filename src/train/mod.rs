@@ -168,7 +168,7 @@ pub fn train_function_tag(
         OutputKind::Regression => mean_std(&targets),
         _ => (0.0, 1.0),
     };
-    if !(std > 0.0) {
+    if std.is_nan() || std <= 0.0 {
         return Err(Error::Usage("the training targets have no spread: nothing to learn".into()));
     }
     let target = (plan.output == OutputKind::Regression).then(|| Target {
@@ -330,8 +330,7 @@ pub fn train_function_tag(
         on_step(&StepReport { step: 0, total: opts.steps, loss: f64::NAN, lr: 0.0, examples_per_s: 0.0, eta_s: f64::NAN, valid: Some(m) });
     }
     let mut seen = 0usize;
-    for step in info.step..opts.steps {
-        let batch = &batches[step];
+    for (step, batch) in batches.iter().enumerate().skip(info.step) {
         let n = batch.len();
         let h = head_input(batch, Mode::Train)?;
         let z = ((h.matmul(&w.as_tensor().t()?)?.squeeze(1)? * head_scale)? + b.as_tensor().broadcast_as(n)?)?;

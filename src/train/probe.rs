@@ -21,11 +21,14 @@ pub struct ProbeReport {
 /// Hidden states `[n, d]` (f64 rows) at the last position of each item's tag-free prompt,
 /// followed with [`Readout::LastAndInputMeans`] by the mean state over each input's tokens —
 /// the same read-out a tag's head gets.
+/// A tag-free prompt: tokens before its last input, the rest, each input's (start, length), target.
+type SplitPrompt = (Vec<u32>, Vec<u32>, Vec<(usize, usize)>, f64);
+
 fn features(model: &Model, template: &Template, kinds: &[InputType], readout: Readout, items: &[Example], batch: usize) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
     let tok = &model.tokenizer;
     // Each prompt as (tokens before its last input, the rest, input spans, target). Prompts that
     // agree before their last input (one protein, many molecules) share that prefix's pass.
-    let mut prompts: Vec<(Vec<u32>, Vec<u32>, Vec<(usize, usize)>, f64)> = Vec::new();
+    let mut prompts: Vec<SplitPrompt> = Vec::new();
     let last_input = template.pieces.iter().rposition(|p| matches!(p, Piece::Input { .. })).unwrap_or(0);
     'items: for e in items {
         let (mut prefix, mut suffix, mut spans) = (Vec::new(), Vec::new(), Vec::new());
