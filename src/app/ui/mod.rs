@@ -47,6 +47,12 @@ CC(=O)Nc1ccc(O)cc1C(=O broken: unclosed branch";
 const KINASE_EXAMPLE: &str = ">CDK2 cyclin-dependent kinase 2, human
 MENFQKVEKIGEGTYGVVYKARNKLTGEVVALKKIRLDTETEGVPSTAIREISLLKELNHPNIVKLLDVIHTENKLYLVFEFLHQDLKKFMDASALTGIPLPLIKSYLFQLLQGLAFCHSHRVLHRDLKPQNLLINTEGAIKLADFGLARAFGVPVRTYTHEVVTLWYRAPEILLGCKYYSTAVDIWSLGCIFAEMVTRRALFPGDSEIDQLFRIFRTLGTPDEVVWPGVTSMPDYKPSFPKWARQDFSKVVPPLDEDGRSLLSQMLHYDPNKRISAKAALAHPFFQDVTKPVPHLRL";
 
+/// Two kinases as FASTA, for tags that take a list of proteins.
+const PROTEINS_EXAMPLE: &str = ">CDK2 cyclin-dependent kinase 2, human
+MENFQKVEKIGEGTYGVVYKARNKLTGEVVALKKIRLDTETEGVPSTAIREISLLKELNHPNIVKLLDVIHTENKLYLVFEFLHQDLKKFMDASALTGIPLPLIKSYLFQLLQGLAFCHSHRVLHRDLKPQNLLINTEGAIKLADFGLARAFGVPVRTYTHEVVTLWYRAPEILLGCKYYSTAVDIWSLGCIFAEMVTRRALFPGDSEIDQLFRIFRTLGTPDEVVWPGVTSMPDYKPSFPKWARQDFSKVVPPLDEDGRSLLSQMLHYDPNKRISAKAALAHPFFQDVTKPVPHLRL
+>CDK5 cyclin-dependent kinase 5, human
+MQKYEKLEKIGEGTYGTVFKAKNRETHEIVALKRVRLDDDDEGVPSSALREICLLKELKHKNIVRLHDVLHSDKKLTLVFEFCDQDLKKYFDSCNGDLDPEIVKSFLFQLLKGLGFCHSRNVLHRDLKPQNLLINRNGELKLADFGLARAFGIPVRCYSAEVVTLWYRPPDVLFGAKLYSTSIDMWSAGCIFAELANAGRPLFPGNDVDDQLKRIFRLLGTPTEEQWPSMTKLPDYKPYPMYPATTSLVNVVPKLNATGRDLLQNLLKCNPVQRISAEEALQHPYFSDFCPP";
+
 /// Ligands measured against CDK2 in the same data (pKd after the SMILES, for comparison).
 const LIGANDS_EXAMPLE: &str = "CC12C(C(CC(O1)N3C4=CC=CC=C4C5=C6C(=C7C8=CC=CC=C8N2C7=C53)CNC6=O)NC)OC staurosporine, measured pKd 8.15
 C1CNCCC1NC(=O)C2=C(C=NN2)NC(=O)C3=C(C=CC=C3Cl)Cl measured pKd 7.52
@@ -723,8 +729,20 @@ fn Page() -> impl IntoView {
             && app.running.get().is_none()
             && plan.get().is_some_and(|p| p.3 > 0 && (!p.0 || protein_check.get().is_none()))
     };
-    // A function tag that takes a protein (binding affinity), for the example button.
-    let affinity_tag = move || app.tags.get().into_iter().find(|t| t.function && t.problem.is_none() && t.slots.iter().any(|s| s.protein));
+    // Usable function tags by what they take, for the example buttons.
+    let tag_taking = move |protein: bool, smiles: bool| {
+        let current = app.selected.get();
+        let mut fits: Vec<TagInfo> = app
+            .tags
+            .get()
+            .into_iter()
+            .filter(|t| t.function && t.problem.is_none())
+            .filter(|t| t.slots.iter().any(|s| s.protein) == protein && t.slots.iter().any(|s| !s.protein) == smiles)
+            .collect();
+        // The selected tag first, if it fits.
+        fits.sort_by_key(|t| t.name != current);
+        fits.into_iter().next()
+    };
 
     let on_tag_files = move |ev: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&ev);
@@ -866,22 +884,27 @@ fn Page() -> impl IntoView {
 
             <div class="row examples">
                 <span class="small">"Examples:"</span>
-                <button type="button" class="link" data-testid="example-smiles"
-                    on:click=move |_| {
-                        if needs_protein() {
-                            if let Some(t) = app.tags.get_untracked().into_iter().find(|t| t.function && t.problem.is_none() && !t.slots.iter().any(|s| s.protein)) {
-                                app.selected.set(t.name);
-                            }
-                        }
-                        app.input.set(SMILES_EXAMPLE.into());
-                    }>"aspirin, caffeine, ibuprofen, paracetamol + a broken line"</button>
-                {move || affinity_tag().map(|t| view! {
+                {move || tag_taking(false, true).map(|t| view! {
+                    <button type="button" class="link" data-testid="example-smiles"
+                        on:click=move |_| {
+                            app.selected.set(t.name.clone());
+                            app.input.set(SMILES_EXAMPLE.into());
+                        }>"aspirin, caffeine, ibuprofen, paracetamol + a broken line"</button>
+                })}
+                {move || tag_taking(true, true).map(|t| view! {
                     <button type="button" class="link" data-testid="example-affinity"
                         on:click=move |_| {
                             app.selected.set(t.name.clone());
                             app.protein.set(KINASE_EXAMPLE.into());
                             app.input.set(LIGANDS_EXAMPLE.into());
                         }>"CDK2 kinase + 5 measured ligands"</button>
+                })}
+                {move || tag_taking(true, false).map(|t| view! {
+                    <button type="button" class="link" data-testid="example-proteins"
+                        on:click=move |_| {
+                            app.selected.set(t.name.clone());
+                            app.input.set(PROTEINS_EXAMPLE.into());
+                        }>"two kinases (FASTA)"</button>
                 })}
                 <button type="button" class="link" data-testid="clear-input" on:click=move |_| app.input.set(String::new())>"clear"</button>
             </div>
