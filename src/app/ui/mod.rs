@@ -467,7 +467,12 @@ impl App {
         let current = self.selected.get_untracked();
         let usable: Vec<&TagInfo> = tags.iter().filter(|t| t.function).collect();
         if !usable.iter().any(|t| t.name == current) {
-            let first = usable.iter().find(|t| t.problem.is_none()).or(usable.first());
+            // A new user starts with a tag that needs nothing but the list (no protein box).
+            let first = usable
+                .iter()
+                .find(|t| t.problem.is_none() && t.slots.len() == 1)
+                .or(usable.iter().find(|t| t.problem.is_none()))
+                .or(usable.first());
             self.selected.set(first.map(|t| t.name.clone()).unwrap_or_default());
         }
         let inspected = self.inspect_tag.get_untracked();

@@ -228,7 +228,7 @@ pub fn Chart(rows: Signal<Vec<Row>>, target: Signal<String>) -> impl IntoView {
                         </circle>
                     }).collect_view()}
                     <text class="label" x=(left + w - right) / 2.0 y=h - 8.0 text-anchor="middle">
-                        {format!("{n} inputs, sorted by prediction (dashed: mean {mean:.3})")}
+                        {format!("{n} predictions, sorted from lowest to highest (dashed: mean {mean:.3})")}
                     </text>
                     <text class="label" x=12.0 y=(top + h - bottom) / 2.0 text-anchor="middle"
                         transform=format!("rotate(-90 12 {})", (top + h - bottom) / 2.0)>{ylabel}</text>
