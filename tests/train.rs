@@ -40,10 +40,29 @@ fn function_tag_training_lowers_the_loss_and_keeps_domain_tags_frozen() {
     let opts = TrainOptions { steps: 12, batch: 4, lr: 1e-2, eval_every: 6, ..Default::default() };
     let out = out_dir("function").join("QED.safetensors");
     let mut losses = Vec::new();
-    let tag = train_function_tag(model, &library, &plan, &opts, &train, &train, &out, |r| losses.push(r.loss)).unwrap();
+    let mut valid = Vec::new();
+    let mut init = Vec::new();
+    let tag = train_function_tag(model, &library, &plan, &opts, &train, &train, &out, |r| {
+        if r.step > 0 {
+            losses.push(r.loss);
+        }
+        if let Some(m) = &r.valid {
+            valid.push((r.step, m.r2));
+        }
+        if let Some(i) = r.init {
+            init.push(i);
+        }
+    })
+    .unwrap();
     assert_eq!(losses.len(), 12);
-    // The training mean predicts every example at the start (zero head); after 12 steps the
-    // tag fits its 12 training examples better than that.
+    // The ridge start reports its progress, is validated before step 1, and the tag kept is the
+    // best one validated.
+    assert_eq!(init.last().map(|i| i.0 == i.1), Some(true), "{init:?}");
+    assert_eq!(valid.iter().map(|v| v.0).collect::<Vec<_>>(), [0, 6, 12]);
+    let best = valid.iter().map(|v| v.1).fold(f64::NEG_INFINITY, f64::max);
+    let kept = tag.meta.provenance["valid_metrics"]["r2"].as_f64().unwrap();
+    assert!((kept - best).abs() < 1e-9, "kept {kept}, history {valid:?}");
+    // The tag fits its 12 training examples better than predicting their mean.
     let (m, _) = evaluate_tag(model, &library, &tag, &train).unwrap();
     let targets: Vec<f64> = train.iter().map(|e| e.target).collect();
     let mean = targets.iter().sum::<f64>() / targets.len() as f64;

@@ -62,6 +62,7 @@ pub struct Predictor<'a> {
     head_b: f32,
     /// Indices of the input pieces in the template (and so in a prompt's keys).
     input_keys: Vec<usize>,
+    last_prefix: std::cell::RefCell<Option<Prefix>>,
     /// Inputs per forward pass.
     pub batch_size: usize,
 }
@@ -113,7 +114,7 @@ impl<'a> Predictor<'a> {
             .enumerate()
             .filter_map(|(i, p)| matches!(p, Piece::Input { .. }).then_some(i))
             .collect();
-        Ok(Self { model, function, template, tags, slots, head_w, head_b, input_keys, batch_size: DEFAULT_BATCH })
+        Ok(Self { model, function, template, tags, slots, head_w, head_b, input_keys, last_prefix: Default::default(), batch_size: DEFAULT_BATCH })
     }
 
     pub fn tag(&self) -> &Tag {
@@ -215,7 +216,7 @@ impl<'a> Predictor<'a> {
         }
         let mut done = 0;
         for (prefix_keys, mut members) in groups {
-            let prefix = match self.run_prefix(prefix_keys) {
+            let prefix = match self.cached_prefix(prefix_keys) {
                 Ok(prefix) => prefix,
                 Err(e) => {
                     for &j in &members {
@@ -266,6 +267,17 @@ impl<'a> Predictor<'a> {
                 Key::Tag(n) => self.tags[n].meta.p,
             })
             .sum()
+    }
+
+    /// The prefix for `keys`, reusing the last one computed: a caller that feeds one protein's
+    /// ligands in small sub-batches (the page, to stay responsive) runs the protein once.
+    fn cached_prefix(&self, keys: &[Key]) -> Result<Prefix> {
+        if let Some(p) = self.last_prefix.borrow().as_ref().filter(|p| p.keys == keys) {
+            return Ok(p.clone());
+        }
+        let p = self.run_prefix(keys)?;
+        *self.last_prefix.borrow_mut() = Some(p.clone());
+        Ok(p)
     }
 
     /// Runs the shared prefix `keys` once: its cache and its final-norm hidden states `[t, d]`.

@@ -67,6 +67,8 @@ pub struct StepReport {
     pub eta_s: f64,
     /// Set on validation steps.
     pub valid: Option<RegressionMetrics>,
+    /// Before step 1: examples read for the ridge start so far, of how many.
+    pub init: Option<(usize, usize)>,
 }
 
 /// A function tag to train: everything but its numbers.
@@ -133,6 +135,32 @@ fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         v.swap(i, j);
     }
+}
+
+/// At most `max` validation examples. One-input tasks: the first `max`. Two-input tasks: whole
+/// groups of the first input (a protein with all its ligands), groups drawn with a fixed seed —
+/// the first rows of a DAVIS file are one ligand against every protein, and each protein costs a
+/// long prefix pass, where a group costs one.
+pub fn validation_subset(mut examples: Vec<Example>, max: usize) -> Vec<Example> {
+    if examples.first().is_none_or(|e| e.inputs.len() < 2) {
+        examples.truncate(max);
+        return examples;
+    }
+    let mut groups: BTreeMap<String, Vec<Example>> = BTreeMap::new();
+    for e in examples {
+        groups.entry(e.inputs[0].clone()).or_default().push(e);
+    }
+    let mut groups: Vec<Vec<Example>> = groups.into_values().collect();
+    shuffle(&mut groups, &mut SplitMix64(0x7A11D));
+    let mut out = Vec::with_capacity(max);
+    for g in groups {
+        if out.len() >= max {
+            break;
+        }
+        out.extend(g);
+    }
+    out.truncate(max);
+    out
 }
 
 /// Mean and (population) standard deviation.
@@ -279,17 +307,42 @@ pub fn train_function_tag(
         // closed form) instead of zero: SGD then refines tag and head from a useful start.
         // The examples are those of the run's own first batches (a seeded sample; one protein
         // per batch for two-input tags, so each protein runs once), or more of the same plan.
-        let init_plan = plan_batches(&kept, opts.init_examples.div_ceil(opts.batch.max(1)), opts.batch, opts.seed ^ 0x1417, group);
+        let mut init_plan = plan_batches(&kept, opts.init_examples.div_ceil(opts.batch.max(1)), opts.batch, opts.seed ^ 0x1417, group);
+        if group.is_none() {
+            // No shared input: batch the sample by length, so that padding costs little (a
+            // random batch of proteins pads to its longest, ~2× the median).
+            let mut all: Vec<usize> = init_plan.concat();
+            all.sort_by_key(|&j| builder.len_of(&prompts[j]));
+            init_plan = all.chunks(opts.batch.max(1)).map(<[usize]>::to_vec).collect();
+        }
         let mut take = Vec::with_capacity(opts.init_examples);
         let mut feats = Vec::with_capacity(opts.init_examples);
         for chunk in &init_plan {
             let h: Vec<Vec<f32>> = head_input(chunk, Mode::Infer)?.to_vec2()?;
             feats.extend(h.into_iter().map(|r| r.into_iter().map(f64::from).collect::<Vec<f64>>()));
             take.extend_from_slice(chunk);
+            let rate = take.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let left = init_plan.iter().map(Vec::len).sum::<usize>() - take.len();
+            on_step(&StepReport {
+                step: 0,
+                total: opts.steps,
+                loss: f64::NAN,
+                lr: 0.0,
+                examples_per_s: rate,
+                eta_s: left as f64 / rate.max(1e-9),
+                valid: None,
+                init: Some((take.len(), take.len() + left)),
+            });
         }
         let ys: Vec<f64> = take.iter().map(|&j| (kept[j].target - mean) / std).collect();
-        let cut = feats.len() * 3 / 4;
-        let fit = probe::fit_ridge(&feats[..cut], &ys[..cut], &feats[cut..], &ys[cut..])?;
+        // Every fourth example (in batch order: whole proteins for two-input tags) picks the
+        // ridge strength; the others fit.
+        let held = |i: usize| (i / opts.batch.max(1)) % 4 == 3;
+        let split = |keep: bool| -> (Vec<Vec<f64>>, Vec<f64>) {
+            (0..feats.len()).filter(|&i| held(i) != keep).map(|i| (feats[i].clone(), ys[i])).unzip()
+        };
+        let ((xf, yf), (xh, yh)) = (split(true), split(false));
+        let fit = probe::fit_ridge(&xf, &yf, &xh, &yh)?;
         let (wr, br) = fit.weights_and_bias();
         let wr: Vec<f32> = wr.iter().map(|v| (*v / head_scale) as f32).collect();
         w.set(&Tensor::from_vec(wr, (1, width), model.llama.device())?)?;
@@ -327,7 +380,7 @@ pub fn train_function_tag(
         // The starting point (ridge head on the initial tag) is a candidate too: training can
         // only improve on it.
         let m = validate(0, &mut info)?;
-        on_step(&StepReport { step: 0, total: opts.steps, loss: f64::NAN, lr: 0.0, examples_per_s: 0.0, eta_s: f64::NAN, valid: Some(m) });
+        on_step(&StepReport { step: 0, total: opts.steps, loss: f64::NAN, lr: 0.0, examples_per_s: 0.0, eta_s: f64::NAN, valid: Some(m), init: None });
     }
     let mut seen = 0usize;
     for (step, batch) in batches.iter().enumerate().skip(info.step) {
@@ -359,6 +412,7 @@ pub fn train_function_tag(
             examples_per_s: rate,
             eta_s: remaining,
             valid: None,
+            init: None,
         };
         let last = step + 1 == opts.steps;
         if (step + 1) % opts.eval_every.max(1) == 0 || last {
@@ -491,6 +545,7 @@ pub fn train_domain_tag(
             examples_per_s: rate,
             eta_s: (opts.steps - step - 1) as f64 * opts.batch as f64 / rate.max(1e-9),
             valid: None,
+            init: None,
         });
     }
     let tenth = (losses.len() / 10).max(1);

@@ -335,10 +335,20 @@ fn options(flags: &TrainFlags, eval_every: usize) -> tagllm::train::TrainOptions
 fn reporter(total: usize, what: &str) -> impl FnMut(&tagllm::train::StepReport) {
     let bar = progress(total, what);
     let every = (total / 50).max(1);
+    let mut init_decile = 0;
     move |r| {
         bar.set_position(r.step as u64);
         let valid = r.valid.as_ref().map(|m| format!(" valid r2 {:.3} mse {:.4}", m.r2, m.mse)).unwrap_or_default();
         bar.set_message(format!("loss {:.4}{valid}", r.loss));
+        if let Some((done, of)) = r.init {
+            bar.set_message(format!("ridge start: {done}/{of} examples"));
+            let decile = done * 10 / of.max(1);
+            if bar.is_hidden() && decile > init_decile {
+                init_decile = decile;
+                eprintln!("ridge start: {done}/{of} examples, {:.1} ex/s, eta {:.0}s", r.examples_per_s, r.eta_s);
+            }
+            return;
+        }
         if r.step == 0 {
             // The starting point, validated before any step.
             bar.suspend(|| eprintln!("start (ridge-initialised head):{valid}"));
@@ -409,8 +419,8 @@ fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
             if let Some(n) = max_train {
                 train_set.truncate(*n);
             }
-            let (mut valid_set, _) = tagllm::train::load_examples(valid, input_cols, target_col)?;
-            valid_set.truncate(*max_valid);
+            let (valid_set, _) = tagllm::train::load_examples(valid, input_cols, target_col)?;
+            let valid_set = tagllm::train::validation_subset(valid_set, *max_valid);
             eprintln!("{} training examples ({skipped} rows without a numeric target), {} for validation", train_set.len(), valid_set.len());
             let plan = tagllm::train::FunctionPlan {
                 name: name.clone(),
