@@ -138,7 +138,7 @@ def wall_time(name, prov):
     return "not recorded"
 
 
-def card(name, ablation, full):
+def card(name, ablation, full, limit=None):
     task, cols, what, how = TASKS[name]
     how = None if full else how
     tag_path = os.path.join(ROOT, "tags", f"{name}.safetensors")
@@ -149,7 +149,7 @@ def card(name, ablation, full):
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "tagllm"], cwd=ROOT, check=True)
     task_dir = os.path.join(ROOT, "data", "tasks", task)
     test = read_split(task_dir, "test")
-    idx = subset(test, how)
+    idx = subset(test, how)[:limit]
     ci = name == "BindingAffinity"
     with tempfile.TemporaryDirectory() as tmp:
         test_csv = os.path.join(tmp, "test.csv")
@@ -212,10 +212,14 @@ def card(name, ablation, full):
     prov = meta.get("provenance", {})
     opts = prov.get("options", {})
     readout = meta.get("readout", "last")
-    subset_text = {None: "the whole test split",
-                   "source": f"the `{how[1]}` part of the test split" if how else "",
-                   "rows": f"{len(idx)} test rows drawn with seed {SEED} (`scripts/cards.py`)" if how else "",
-                   "groups": f"every test pair of {how[2] if how else 0} proteins drawn with seed {SEED} ({len(idx)} pairs)" if how else ""}[how[0] if how else None]
+    if how is None:
+        subset_text = "the whole test split"
+    elif how[0] == "source":
+        subset_text = f"the `{how[1]}` part of the test split"
+    elif how[0] == "rows":
+        subset_text = f"{len(idx)} test rows drawn with seed {SEED} (`scripts/cards.py`)"
+    else:
+        subset_text = f"every test pair of {how[2]} proteins drawn with seed {SEED} ({len(idx)} pairs)"
     hdr = "| model | n | MSE | MAE | Pearson | Spearman | R² |" + (" CI |" if ci else "")
     sep = "| --- " * (8 if ci else 7) + "|"
     lines = [f"# `<{name}>` — model card", "",
@@ -276,9 +280,10 @@ if __name__ == "__main__":
     ap.add_argument("names", nargs="*")
     ap.add_argument("--ablation", action="store_true", help="also run the no-tag ablation (slow)")
     ap.add_argument("--full", action="store_true", help="evaluate whole test splits (slow)")
+    ap.add_argument("--limit", type=int, help="only the first N rows of the evaluation set (to check this script)")
     a = ap.parse_args()
     for n in a.names or TASKS:
         if n in TASKS:
-            card(n, a.ablation, a.full)
+            card(n, a.ablation, a.full, a.limit)
         else:
             print(f"{n}: a domain tag or unknown; its card is written by hand from its provenance", file=sys.stderr)
