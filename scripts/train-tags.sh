@@ -61,7 +61,7 @@ run() {
       function_tag BindingAffinity BindingAffinity sequence,smiles \
         "$(printf '# # Input: The protein sequence is <Protein> {Protein}. The SMILES of the drug is <SMILES> {SMILES}. \n# # Output: the binding affinity is <BindingAffinity>')" \
         pKd "" "DAVIS binding affinity, pKd = -log10(Kd / 1 M)" \
-        --steps 40 --batch 16 --lr 3e-4 --eval-every 20 --max-valid 300 --init-examples 2000 ;;
+        --steps 20 --batch 16 --lr 3e-4 --eval-every 10 --max-valid 200 --init-examples 800 ;;
     *) echo "unknown tag $1" >&2; exit 2 ;;
   esac
 }
