@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """llama.cpp (through llama-cpp-python) on the same GGUF and the same prompts as `tagllm bench`.
 
-    python3 scripts/bench/llama_cpp.py MODEL.gguf THREADS SMILES_FILE  → one JSON object
+    python3 scripts/bench/llamacpp_bench.py MODEL.gguf THREADS SMILES_FILE  → one JSON object
 
 Prefill: one evaluation of the first N tokens of the same text `tagllm bench` uses (median of 3
 after a warm-up). Decode: 32 greedy single-token evaluations after a 16-token prompt. Molecules:
