@@ -42,6 +42,20 @@ pub enum Key {
     Tag(String),
 }
 
+/// Indices of `keys` grouped by equal key, groups in order of first appearance.
+pub(crate) fn groups_in_order<'k, K: std::hash::Hash + Eq + ?Sized>(keys: impl IntoIterator<Item = &'k K>) -> Vec<(&'k K, Vec<usize>)> {
+    let mut groups: Vec<(&K, Vec<usize>)> = Vec::new();
+    let mut group_of: HashMap<&K, usize> = HashMap::new();
+    for (j, key) in keys.into_iter().enumerate() {
+        let g = *group_of.entry(key).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(j);
+    }
+    groups
+}
+
 /// The shared start of a batch's prompts, computed once: its keys, cache and final-norm states.
 #[derive(Clone)]
 pub struct Prefix {
@@ -205,15 +219,7 @@ impl<'a> Predictor<'a> {
         // tags — and the protein when one protein is scored against many molecules) form a
         // group whose prefix runs once.
         let split = self.input_keys.last().copied().unwrap_or(0);
-        let mut groups: Vec<(&[Key], Vec<usize>)> = Vec::new();
-        let mut group_of: HashMap<&[Key], usize> = HashMap::new();
-        for (j, (_, keys)) in prompts.iter().enumerate() {
-            let g = *group_of.entry(&keys[..split]).or_insert_with(|| {
-                groups.push((&keys[..split], Vec::new()));
-                groups.len() - 1
-            });
-            groups[g].1.push(j);
-        }
+        let groups = groups_in_order(prompts.iter().map(|(_, keys)| &keys[..split]));
         let mut done = 0;
         for (prefix_keys, mut members) in groups {
             let prefix = match self.cached_prefix(prefix_keys) {

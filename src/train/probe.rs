@@ -49,15 +49,7 @@ fn features(model: &Model, template: &Template, kinds: &[InputType], readout: Re
         }
         prompts.push((prefix, suffix, spans, e.target));
     }
-    let mut groups: Vec<(&[u32], Vec<usize>)> = Vec::new();
-    let mut group_of: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
-    for (j, p) in prompts.iter().enumerate() {
-        let g = *group_of.entry(&p.0).or_insert_with(|| {
-            groups.push((&p.0, Vec::new()));
-            groups.len() - 1
-        });
-        groups[g].1.push(j);
-    }
+    let groups = crate::predict::groups_in_order(prompts.iter().map(|p| p.0.as_slice()));
     let mut rows: Vec<Vec<f64>> = vec![Vec::new(); prompts.len()];
     for (prefix, members) in groups {
         let mut cache = KvCache::new();
