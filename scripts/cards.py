@@ -28,6 +28,9 @@ TASKS = {
     "BindingAffinity": ("BindingAffinity", ["sequence", "smiles"], "DAVIS binding affinity pKd", ("groups", "protein_id", 40)),
 }
 SEED = 20240611
+# Tags trained on one source's rows of their task (scripts/train-tags.sh): the ablation probe uses
+# the same rows, and the card says so.
+TRAIN_SOURCE = {"QED": "moses"}
 
 
 def metrics(pred, targ):
@@ -145,8 +148,10 @@ def card(name, ablation, full, limit=None):
     if not os.path.exists(tag_path):
         print(f"{name}: no trained tag at {tag_path}; skipped", file=sys.stderr)
         return
-    binary = os.path.join(ROOT, "target", "release", "tagllm")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "tagllm"], cwd=ROOT, check=True)
+    binary = os.environ.get("TAGLLM_BIN")  # a binary to use as it is (see scripts/train-tags.sh)
+    if not binary:
+        binary = os.path.join(ROOT, "target", "release", "tagllm")
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "tagllm"], cwd=ROOT, check=True)
     task_dir = os.path.join(ROOT, "data", "tasks", task)
     test = read_split(task_dir, "test")
     idx = subset(test, how)[:limit]
@@ -172,6 +177,8 @@ def card(name, ablation, full, limit=None):
                                          capture_output=True, text=True).stdout)
         if ablation:
             train_rows, valid_rows = read_split(task_dir, "train"), read_split(task_dir, "valid")
+            if name in TRAIN_SOURCE:
+                train_rows, valid_rows = ([r for r in rows if r["source"] == TRAIN_SOURCE[name]] for rows in (train_rows, valid_rows))
             ptrain, pvalid = os.path.join(tmp, "ptrain.csv"), os.path.join(tmp, "pvalid.csv")
             # Grouped tasks draw whole proteins (each protein's pass is shared), others plain rows.
             probe_how = TASKS[name][3] if TASKS[name][3][0] == "groups" else ("rows", 0)
@@ -230,8 +237,11 @@ def card(name, ablation, full, limit=None):
                              "over each input's tokens (`--readout means`), into a linear head." if readout != "last" else
                              "the final-norm hidden state at the tag's last position (the paper's read-out), into a linear head."), "",
              "## Training", "",
-             f"- data: `data/tasks/{task}/train.csv` ({prov.get('train_examples', '?')} valid examples), validation "
-             f"`valid.csv` (its first rows: `--max-valid` in the command); see `data/README.md` for sources and splits",
+             (f"- data: the `{TRAIN_SOURCE[name]}` rows of `data/tasks/{task}/train.csv` ({prov.get('train_examples', '?')} examples) and of "
+              f"`valid.csv` for validation (its first rows: `--max-valid` in the command); see `data/README.md` for sources and splits"
+              if name in TRAIN_SOURCE else
+              f"- data: `data/tasks/{task}/train.csv` ({prov.get('train_examples', '?')} valid examples), validation "
+              f"`valid.csv` (its first rows: `--max-valid` in the command); see `data/README.md` for sources and splits"),
              f"- head initialised by ridge regression on {opts.get('init_examples', 0)} training examples (the initial tag's read-out), "
              f"then {opts.get('steps', 0)} AdamW steps × {opts.get('batch', 0)} examples (lr {opts.get('lr')}, 3% warm-up, cosine decay) on tag and head",
              f"- best validation step {prov.get('best_step', '?')} (step 0 = the ridge start); validation score (R²) by step: "

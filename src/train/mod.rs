@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::metrics::{self, RegressionMetrics};
 use crate::model::{KvCache, Mode, Model, Segment};
-use crate::predict::{render_input, Key, Predictor, Prefix};
+use crate::predict::{groups_in_order, render_input, Key, Predictor, Prefix};
 use crate::rng::SplitMix64;
 use crate::tags::init::{finish, new_function_tag, FunctionSpec};
 use crate::tags::{InputType, OutputKind, Readout, Tag, TagKind, TagLibrary, Target};
@@ -48,11 +48,20 @@ pub struct TrainOptions {
     /// Regression tags: fit the head in closed form on this many training examples before SGD
     /// (0: start from a zero head).
     pub init_examples: usize,
+    /// Two-input tags: at most this many examples of one first input (a protein) in a batch, so
+    /// a batch mixes `batch / per_group` proteins (one per batch lets each step pull the head
+    /// toward one protein's mean; one per example runs a protein per example).
+    #[serde(default = "default_per_group")]
+    pub per_group: usize,
+}
+
+fn default_per_group() -> usize {
+    4
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { steps: 500, batch: 8, lr: 1e-3, weight_decay: 0.0, warmup: 0.03, eval_every: 100, seed: 1, p: 10, init_examples: 256 }
+        Self { steps: 500, batch: 8, lr: 1e-3, weight_decay: 0.0, warmup: 0.03, eval_every: 100, seed: 1, p: 10, init_examples: 256, per_group: default_per_group() }
     }
 }
 
@@ -98,9 +107,9 @@ fn checkpoint_paths(out: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// The batches of a whole run, fixed by the seed so a resumed run sees the same ones. With
-/// `group` set, a batch holds examples that share that input (e.g. one protein), so their
-/// common prefix runs once.
-fn plan_batches(examples: &[Example], steps: usize, batch: usize, seed: u64, group: Option<usize>) -> Vec<Vec<usize>> {
+/// `group` set, a batch is made of runs of up to `per_group` examples sharing that input (one
+/// protein and some of its ligands), so each run's common prefix is computed once.
+fn plan_batches(examples: &[Example], steps: usize, batch: usize, seed: u64, group: Option<usize>, per_group: usize) -> Vec<Vec<usize>> {
     let mut rng = SplitMix64(seed);
     let mut out = Vec::with_capacity(steps);
     while out.len() < steps {
@@ -115,10 +124,29 @@ fn plan_batches(examples: &[Example], steps: usize, batch: usize, seed: u64, gro
                 for (i, e) in examples.iter().enumerate() {
                     groups.entry(e.inputs[slot].as_str()).or_default().push(i);
                 }
-                let mut batches = Vec::new();
+                let mut runs: Vec<Vec<usize>> = Vec::new();
                 for (_, mut g) in groups {
                     shuffle(&mut g, &mut rng);
-                    batches.extend(g.chunks(batch).map(|c| c.to_vec()));
+                    runs.extend(g.chunks(per_group.clamp(1, batch.max(1))).map(<[usize]>::to_vec));
+                }
+                shuffle(&mut runs, &mut rng);
+                // Pack runs into batches, each taking the next run of a protein it lacks.
+                let per_batch = (batch / per_group.clamp(1, batch.max(1))).max(1);
+                let mut pending: std::collections::VecDeque<Vec<usize>> = runs.into();
+                let mut batches = Vec::new();
+                while !pending.is_empty() {
+                    let mut b: Vec<usize> = Vec::new();
+                    let mut has: Vec<&str> = Vec::new();
+                    for _ in 0..per_batch {
+                        let Some(pos) = pending.iter().position(|r| !has.contains(&examples[r[0]].inputs[slot].as_str())) else { break };
+                        let run = pending.remove(pos).unwrap_or_default();
+                        has.push(examples[run[0]].inputs[slot].as_str());
+                        b.extend(run);
+                    }
+                    if b.is_empty() {
+                        b = pending.pop_front().unwrap_or_default();
+                    }
+                    batches.push(b);
                 }
                 batches
             }
@@ -137,11 +165,11 @@ fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
     }
 }
 
-/// At most `max` validation examples. One-input tasks: the first `max`. Two-input tasks: whole
-/// groups of the first input (a protein with all its ligands), groups drawn with a fixed seed —
-/// the first rows of a DAVIS file are one ligand against every protein, and each protein costs a
-/// long prefix pass, where a group costs one.
-pub fn validation_subset(mut examples: Vec<Example>, max: usize) -> Vec<Example> {
+/// At most `max` validation examples. One-input tasks: the first `max`. Two-input tasks: up to
+/// `per_group` examples of each first input (a protein and some of its ligands), groups drawn
+/// with a fixed seed — the first rows of a DAVIS file are one ligand against every protein, and
+/// each protein costs a long prefix pass, while many proteins make a steadier estimate.
+pub fn validation_subset(mut examples: Vec<Example>, max: usize, per_group: usize) -> Vec<Example> {
     if examples.first().is_none_or(|e| e.inputs.len() < 2) {
         examples.truncate(max);
         return examples;
@@ -151,13 +179,17 @@ pub fn validation_subset(mut examples: Vec<Example>, max: usize) -> Vec<Example>
         groups.entry(e.inputs[0].clone()).or_default().push(e);
     }
     let mut groups: Vec<Vec<Example>> = groups.into_values().collect();
-    shuffle(&mut groups, &mut SplitMix64(0x7A11D));
+    let mut rng = SplitMix64(0x7A11D);
+    shuffle(&mut groups, &mut rng);
+    for g in &mut groups {
+        shuffle(g, &mut rng);
+    }
     let mut out = Vec::with_capacity(max);
     for g in groups {
         if out.len() >= max {
             break;
         }
-        out.extend(g);
+        out.extend(g.into_iter().take(per_group.max(1)));
     }
     out.truncate(max);
     out
@@ -263,7 +295,7 @@ pub fn train_function_tag(
         return Err(Error::Usage("no valid training example".into()));
     }
     let group = builder.slots().iter().position(|s| s.kind == InputType::Protein).filter(|_| builder.slots().len() > 1);
-    let batches = plan_batches(&kept, opts.steps, opts.batch, opts.seed, group);
+    let batches = plan_batches(&kept, opts.steps, opts.batch, opts.seed, group, opts.per_group);
     let warmup = ((opts.steps as f64) * opts.warmup).ceil() as usize;
     let started = Instant::now();
     let elapsed_before = info.elapsed_s;
@@ -273,7 +305,7 @@ pub fn train_function_tag(
     // without gradient (its part shared by the batch once, cached across steps), then the tag's
     // `p` positions run in `mode` after each row's own end; the state at the tag's last position
     // is followed by the input means when the tag reads them (those need no gradient).
-    let mut head_input = |batch: &[usize], mode: Mode| -> Result<Tensor> {
+    let mut head_input_run = |batch: &[usize], mode: Mode| -> Result<Tensor> {
         let first = &prompts[batch[0]];
         let shared = (0..first.len()).take_while(|&k| batch.iter().all(|&j| prompts[j].get(k) == Some(&first[k]))).count();
         // Every row must keep at least one varying position for the ragged pass; a batch of
@@ -302,12 +334,29 @@ pub fn train_function_tag(
             None => last,
         })
     };
+    // A batch of several runs (two-input tags: a few ligands of each of several proteins): each
+    // run's prefix once, rows returned grouped by run, with the example order they come in.
+    let mut head_input = |batch: &[usize], mode: Mode| -> Result<(Tensor, Vec<usize>)> {
+        let runs = match group {
+            Some(slot) => groups_in_order(batch.iter().map(|&j| kept[j].inputs[slot].as_str())),
+            None => vec![("", (0..batch.len()).collect())],
+        };
+        let mut parts = Vec::with_capacity(runs.len());
+        let mut order = Vec::with_capacity(batch.len());
+        for (_, members) in runs {
+            let rows: Vec<usize> = members.iter().map(|&i| batch[i]).collect();
+            parts.push(head_input_run(&rows, mode)?);
+            order.extend(rows);
+        }
+        Ok((Tensor::cat(&parts, 0)?, order))
+    };
     if info.step == 0 && plan.output == OutputKind::Regression && opts.init_examples > 0 {
         // Start the head at the best linear read-out of the initial tag's hidden state (ridge,
         // closed form) instead of zero: SGD then refines tag and head from a useful start.
-        // The examples are those of the run's own first batches (a seeded sample; one protein
-        // per batch for two-input tags, so each protein runs once), or more of the same plan.
-        let mut init_plan = plan_batches(&kept, opts.init_examples.div_ceil(opts.batch.max(1)), opts.batch, opts.seed ^ 0x1417, group);
+        // The examples are a seeded sample planned like the run's batches, except that a
+        // two-input tag's batch here is one protein with `batch` of its ligands: the protein's
+        // long prefix runs once for all of them, and a closed-form fit has no step to bias.
+        let mut init_plan = plan_batches(&kept, opts.init_examples.div_ceil(opts.batch.max(1)), opts.batch, opts.seed ^ 0x1417, group, opts.batch);
         if group.is_none() {
             // No shared input: batch the sample by length, so that padding costs little (a
             // random batch of proteins pads to its longest, ~2× the median).
@@ -318,9 +367,10 @@ pub fn train_function_tag(
         let mut take = Vec::with_capacity(opts.init_examples);
         let mut feats = Vec::with_capacity(opts.init_examples);
         for chunk in &init_plan {
-            let h: Vec<Vec<f32>> = head_input(chunk, Mode::Infer)?.to_vec2()?;
+            let (h, order) = head_input(chunk, Mode::Infer)?;
+            let h: Vec<Vec<f32>> = h.to_vec2()?;
             feats.extend(h.into_iter().map(|r| r.into_iter().map(f64::from).collect::<Vec<f64>>()));
-            take.extend_from_slice(chunk);
+            take.extend(order);
             let rate = take.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
             let left = init_plan.iter().map(Vec::len).sum::<usize>() - take.len();
             on_step(&StepReport {
@@ -335,8 +385,7 @@ pub fn train_function_tag(
             });
         }
         let ys: Vec<f64> = take.iter().map(|&j| (kept[j].target - mean) / std).collect();
-        // Every fourth example (in batch order: whole proteins for two-input tags) picks the
-        // ridge strength; the others fit.
+        // Every fourth batch picks the ridge strength; the others fit.
         let held = |i: usize| (i / opts.batch.max(1)) % 4 == 3;
         let split = |keep: bool| -> (Vec<Vec<f64>>, Vec<f64>) {
             (0..feats.len()).filter(|&i| held(i) != keep).map(|i| (feats[i].clone(), ys[i])).unzip()
@@ -385,9 +434,9 @@ pub fn train_function_tag(
     let mut seen = 0usize;
     for (step, batch) in batches.iter().enumerate().skip(info.step) {
         let n = batch.len();
-        let h = head_input(batch, Mode::Train)?;
+        let (h, order) = head_input(batch, Mode::Train)?;
         let z = ((h.matmul(&w.as_tensor().t()?)?.squeeze(1)? * head_scale)? + b.as_tensor().broadcast_as(n)?)?;
-        let y: Vec<f32> = batch.iter().map(|&j| ((kept[j].target - mean) / std) as f32).collect();
+        let y: Vec<f32> = order.iter().map(|&j| ((kept[j].target - mean) / std) as f32).collect();
         let y = Tensor::new(y.as_slice(), model.llama.device())?;
         let loss = match plan.output {
             OutputKind::BinaryClassification => {
@@ -505,7 +554,7 @@ pub fn train_domain_tag(
         return Err(Error::Usage("no valid sequence in the corpus".into()));
     }
     let fake: Vec<Example> = seqs.iter().map(|_| Example { inputs: vec![], target: 0.0 }).collect();
-    let batches = plan_batches(&fake, opts.steps, opts.batch, opts.seed, None);
+    let batches = plan_batches(&fake, opts.steps, opts.batch, opts.seed, None, 1);
     let warmup = ((opts.steps as f64) * opts.warmup).ceil() as usize;
     let p = opts.p;
     let started = Instant::now();
@@ -562,4 +611,66 @@ pub fn train_domain_tag(
     tag.save(out)?;
     debug_assert_eq!(tag.meta.kind, TagKind::Domain);
     Ok((tag, first, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10 proteins × 12 ligands, rows ordered ligand-major like a DAVIS file.
+    fn pairs() -> Vec<Example> {
+        (0..12).flat_map(|l| (0..10).map(move |p| Example { inputs: vec![format!("P{p}"), format!("L{l}")], target: (p + l) as f64 })).collect()
+    }
+
+    fn per_protein(examples: &[Example], rows: impl IntoIterator<Item = usize>) -> BTreeMap<String, usize> {
+        let mut count = BTreeMap::new();
+        for j in rows {
+            *count.entry(examples[j].inputs[0].clone()).or_insert(0) += 1;
+        }
+        count
+    }
+
+    #[test]
+    fn two_input_batches_mix_proteins_a_few_ligands_each() {
+        let ex = pairs();
+        let batches = plan_batches(&ex, 30, 8, 7, Some(0), 2);
+        assert_eq!(batches.len(), 30);
+        let mut full = 0;
+        for b in &batches {
+            let count = per_protein(&ex, b.iter().copied());
+            assert!(count.values().all(|&c| c <= 2), "{count:?}");
+            full += usize::from(count.len() == 4);
+        }
+        // Only an epoch's last batches may lack other proteins to mix with.
+        assert!(full >= 26, "{full} of 30 batches mix 4 proteins");
+        // An epoch covers every example once.
+        let mut first: Vec<usize> = Vec::new();
+        for b in &batches {
+            if first.len() >= 120 {
+                break;
+            }
+            first.extend(b);
+        }
+        first.sort_unstable();
+        assert_eq!(first, (0..120).collect::<Vec<_>>());
+        // The same seed plans the same run (a resumed run sees the same batches).
+        assert_eq!(batches, plan_batches(&ex, 30, 8, 7, Some(0), 2));
+        // per_group ≥ batch: a batch is one protein's ligands, as before.
+        for b in plan_batches(&ex, 10, 4, 7, Some(0), 4) {
+            assert_eq!(per_protein(&ex, b.iter().copied()).len(), 1);
+        }
+    }
+
+    #[test]
+    fn two_input_validation_spreads_over_proteins() {
+        let ex = pairs();
+        let v = validation_subset(ex.clone(), 25, 3);
+        assert_eq!(v.len(), 25);
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in &v {
+            *count.entry(e.inputs[0].as_str()).or_insert(0) += 1;
+        }
+        assert!(count.values().all(|&c| c <= 3) && count.len() >= 9, "{count:?}");
+        assert_eq!(v.iter().map(|e| &e.inputs).collect::<Vec<_>>(), validation_subset(ex, 25, 3).iter().map(|e| &e.inputs).collect::<Vec<_>>());
+    }
 }

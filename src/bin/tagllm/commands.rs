@@ -327,6 +327,7 @@ fn options(flags: &TrainFlags, eval_every: usize) -> tagllm::train::TrainOptions
         seed: flags.seed,
         p: flags.p,
         init_examples: flags.init_examples,
+        per_group: flags.per_protein,
     }
 }
 
@@ -420,7 +421,7 @@ fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
                 train_set.truncate(*n);
             }
             let (valid_set, _) = tagllm::train::load_examples(valid, input_cols, target_col)?;
-            let valid_set = tagllm::train::validation_subset(valid_set, *max_valid);
+            let valid_set = tagllm::train::validation_subset(valid_set, *max_valid, flags.per_protein);
             eprintln!("{} training examples ({skipped} rows without a numeric target), {} for validation", train_set.len(), valid_set.len());
             let plan = tagllm::train::FunctionPlan {
                 name: name.clone(),

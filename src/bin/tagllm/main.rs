@@ -133,6 +133,10 @@ pub struct TrainFlags {
     /// training; 0 starts from a zero head.
     #[arg(long, default_value_t = 256)]
     pub init_examples: usize,
+    /// Two-input tags: at most this many examples of one protein per batch (and per protein in
+    /// the validation subset); a batch mixes BATCH / PER_PROTEIN proteins.
+    #[arg(long, default_value_t = 4)]
+    pub per_protein: usize,
     /// Where the tag is written (default: TAGS/NAME.safetensors).
     #[arg(long)]
     pub out: Option<PathBuf>,
