@@ -391,7 +391,7 @@ pub fn train_function_tag(
             (0..feats.len()).filter(|&i| held(i) != keep).map(|i| (feats[i].clone(), ys[i])).unzip()
         };
         let ((xf, yf), (xh, yh)) = (split(true), split(false));
-        let fit = probe::fit_ridge(&xf, &yf, &xh, &yh)?;
+        let fit = probe::fit_ridge(&xf, &yf, &xh, &yh, Some(d))?;
         let (wr, br) = fit.weights_and_bias();
         let wr: Vec<f32> = wr.iter().map(|v| (*v / head_scale) as f32).collect();
         w.set(&Tensor::from_vec(wr, (1, width), model.llama.device())?)?;
