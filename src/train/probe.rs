@@ -193,14 +193,15 @@ pub fn fit_ridge(xt: &[Vec<f64>], yt: &[f64], xv: &[Vec<f64>], yv: &[f64], block
     }
     let scale = (0..d).map(|i| gram[i * d + i]).sum::<f64>() / d as f64;
     let (xv, yv) = if xv.is_empty() { (xt, yt) } else { (xv, yv) };
-    // Penalty multipliers per block of `block` features after the first: each input's mean
-    // state is one block. With two inputs, the features of an input seen only a hundred times
-    // (proteins) can need a stronger penalty than the rest, so each input block gets its own
-    // multiplier from {1, 10, 100}; otherwise one strength serves all.
+    // Penalty multipliers per block of `block` features: the last state, then each input's mean
+    // state. With two inputs, the features that carry an input seen only a hundred times
+    // (proteins) can need a stronger penalty than the rest, so each block gets its own
+    // multiplier from {1, 10, 100} (the smallest 1: the strength grid does the rest); otherwise
+    // one strength serves all.
     let blocks = block.filter(|&w| w > 0 && d % w == 0 && d / w >= 3).map_or(1, |w| d / w);
     let width = if blocks > 1 { d / blocks } else { d };
     let mut combos: Vec<Vec<f64>> = vec![vec![1.0; blocks]];
-    for b in 1..blocks {
+    for b in 0..blocks {
         combos = combos
             .into_iter()
             .flat_map(|c| [1.0, 10.0, 100.0].map(|m| {
@@ -210,6 +211,7 @@ pub fn fit_ridge(xt: &[Vec<f64>], yt: &[f64], xv: &[Vec<f64>], yv: &[f64], block
             }))
             .collect();
     }
+    combos.retain(|c| c.contains(&1.0));
     let mut best: Option<(f64, Ridge)> = None;
     for mults in &combos {
         for exp in -4..=3 {
