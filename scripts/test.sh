@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Sets up what the tests need (scripts/setup.sh) and runs every test:
 #   native unit + integration tests on the real model and tokenizer, the CLI end to end,
-#   and a wasm32 build of the core (the browser's inference engine).
+#   a wasm32 build of the core (the browser's inference engine), a short fuzz run of every
+#   parser, and the web page end to end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "== native tests (real model, real tokenizer, CLI end to end)"
 cargo test --all-targets
+echo "== the WebGPU backend against the CPU path (wgpu on Vulkan: lavapipe without a GPU)"
+XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}" cargo test --features gpu --test gpu_parity
 echo "== the core builds for wasm32 (simd128)"
 cargo build --lib --target wasm32-unknown-unknown --no-default-features
+echo "== fuzzing: GGUF, tag files, inputs, tokenizer, 60 s each (cargo-fuzz, stable; fuzz/README.md)"
+scripts/fuzz.sh 60
 echo "== the web page end to end (trunk build, headless Chromium, numbers vs the CLI)"
 tests/e2e/run.sh
 echo "== data splits rebuild byte-identical from their sources"

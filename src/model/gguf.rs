@@ -17,6 +17,8 @@ pub const DEFAULT_MODEL_SHA256: &str =
     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 /// Size in bytes of that file.
 pub const DEFAULT_MODEL_BYTES: u64 = 98_362_432;
+/// Largest RoPE table accepted (context length × head size / 2; 256 MiB of f32).
+const MAX_ROPE_VALUES: usize = 1 << 26;
 /// What to tell a user whose model file is missing or broken.
 pub const FETCH_HINT: &str =
     "run `scripts/setup.sh` (it downloads and verifies the model), or pass --model PATH to a \
@@ -89,6 +91,11 @@ impl GgufFile {
                 "not a GGUF file (it starts with {head:?}, a GGUF file starts with \"GGUF\"); {FETCH_HINT}"
             )));
         }
+        if zero_alignment(&bytes) {
+            return Err(Error::model(format!(
+                "the GGUF header is corrupt: `general.alignment` is 0; {FETCH_HINT}"
+            )));
+        }
         let content = Content::read(&mut Cursor::new(&bytes)).map_err(|e| {
             Error::model(format!(
                 "the GGUF header is corrupt or truncated ({e}); {FETCH_HINT}"
@@ -124,20 +131,106 @@ impl GgufFile {
     }
 }
 
+/// Whether the header sets `general.alignment` to 0, which candle's reader would divide by.
+/// Walks the metadata as candle does (last value of a repeated key wins); anything it cannot
+/// walk is left to candle, which refuses it with its own message.
+fn zero_alignment(bytes: &[u8]) -> bool {
+    fn take<'a>(bytes: &'a [u8], pos: &mut usize, n: u64) -> Option<&'a [u8]> {
+        let end = pos.checked_add(usize::try_from(n).ok()?)?;
+        let out = bytes.get(*pos..end)?;
+        *pos = end;
+        Some(out)
+    }
+    fn uint(bytes: &[u8], pos: &mut usize, n: u64) -> Option<u64> {
+        let b = take(bytes, pos, n)?;
+        Some(b.iter().rev().fold(0, |acc, &x| acc << 8 | u64::from(x)))
+    }
+    /// Skips one value of type `ty`; `len` is the width of a length (4 in GGUF v1, else 8).
+    fn skip(bytes: &[u8], pos: &mut usize, ty: u64, len: u64, depth: usize) -> Option<()> {
+        let fixed = |ty| match ty {
+            0 | 1 | 7 => Some(1),
+            2 | 3 => Some(2),
+            4..=6 => Some(4),
+            10..=12 => Some(8),
+            _ => None,
+        };
+        match ty {
+            8 => {
+                let n = uint(bytes, pos, len)?;
+                take(bytes, pos, n).map(|_| ())
+            }
+            9 if depth < 64 => {
+                let elem = uint(bytes, pos, 4)?;
+                let n = uint(bytes, pos, len)?;
+                if let Some(size) = fixed(elem) {
+                    return take(bytes, pos, n.checked_mul(size)?).map(|_| ());
+                }
+                // Each element takes at least 4 bytes, so this stops at the end of the bytes.
+                (0..n).try_for_each(|_| skip(bytes, pos, elem, len, depth + 1))
+            }
+            _ => take(bytes, pos, fixed(ty)?).map(|_| ()),
+        }
+    }
+    let walk = || -> Option<bool> {
+        let mut pos = 4;
+        let len = if uint(bytes, &mut pos, 4)? == 1 { 4 } else { 8 };
+        let _tensors = uint(bytes, &mut pos, len)?;
+        let mut zero = false;
+        for _ in 0..uint(bytes, &mut pos, len)? {
+            let key_len = uint(bytes, &mut pos, len)?;
+            let key = take(bytes, &mut pos, key_len)?;
+            let ty = uint(bytes, &mut pos, 4)?;
+            if key == b"general.alignment" {
+                // candle uses u8/u16/u32 and non-negative i8/i16/i32 values, else the default.
+                let width = match ty {
+                    0 | 1 => 1,
+                    2 | 3 => 2,
+                    4 | 5 => 4,
+                    _ => 0,
+                };
+                if width > 0 {
+                    zero = uint(bytes, &mut pos, width)? == 0;
+                    continue;
+                }
+                zero = false;
+            }
+            skip(bytes, &mut pos, ty, len, 0)?;
+        }
+        Some(zero)
+    };
+    walk().unwrap_or(false)
+}
+
 /// The end offset of the last tensor's data, so that a truncated download is caught before any
 /// tensor is read.
 fn tensor_data_end(content: &Content) -> Result<u64> {
     let mut end = content.tensor_data_offset;
     for (name, info) in &content.tensor_infos {
-        let elems = info.shape.elem_count();
-        let block = info.ggml_dtype.block_size();
+        let too_large =
+            || Error::model(format!("tensor {name} ({:?}) is larger than any file can be", info.shape.dims()));
+        let elems = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+            .ok_or_else(too_large)?;
+        let block = info.ggml_dtype.block_size() as u64;
+        // An empty tensor is no weight of any model (and candle would view its empty buffer
+        // at the alignment of the element type).
+        if elems == 0 {
+            return Err(Error::model(format!("tensor {name} has no values (shape {:?})", info.shape.dims())));
+        }
         if elems % block != 0 {
             return Err(Error::model(format!(
                 "tensor {name} has {elems} values, not a multiple of its block size {block}"
             )));
         }
-        let size = (elems / block) as u64 * info.ggml_dtype.type_size() as u64;
-        end = end.max(content.tensor_data_offset + info.offset + size);
+        let size = (elems / block)
+            .checked_mul(info.ggml_dtype.type_size() as u64)
+            .and_then(|size| size.checked_add(info.offset))
+            .and_then(|size| size.checked_add(content.tensor_data_offset))
+            .ok_or_else(too_large)?;
+        end = end.max(size);
     }
     Ok(end)
 }
@@ -185,19 +278,43 @@ fn read_config(content: &Content) -> Result<Config> {
             "inconsistent attention shape: hidden {hidden}, {n_head} heads, {n_kv_head} kv heads"
         )));
     }
-    let vocab = match content.tensor_infos.get("token_embd.weight") {
-        Some(info) => info.shape.dims()[0],
+    // Its data is in the file (checked before), which bounds the width read from metadata.
+    let vocab = match content.tensor_infos.get("token_embd.weight").map(|info| info.shape.dims()) {
+        Some(&[vocab, width]) if width == hidden => vocab,
+        Some(dims) => {
+            return Err(Error::model(format!(
+                "tensor `token_embd.weight` has shape {dims:?}, expected [vocabulary, {hidden}]"
+            )))
+        }
         None => return Err(Error::model("tensor `token_embd.weight` is missing")),
     };
+    // Each block has 9 tensors: a larger count is a corrupt header, not a model to allocate for.
+    let n_layer = usize_meta(content, "llama.block_count")?;
+    if n_layer > content.tensor_infos.len() / 9 {
+        return Err(Error::model(format!(
+            "`llama.block_count` is {n_layer}, but the file has tensors for at most {} blocks",
+            content.tensor_infos.len() / 9
+        )));
+    }
+    // The RoPE tables hold context × head_dim / 2 values each; refuse sizes no model needs
+    // (SmolLM2: 8192 × 32) before allocating them.
+    let context_length = usize_meta(content, "llama.context_length")?;
+    let head_dim = hidden / n_head;
+    if context_length.checked_mul(head_dim / 2).is_none_or(|n| n > MAX_ROPE_VALUES) {
+        return Err(Error::model(format!(
+            "`llama.context_length` {context_length} with head size {head_dim} is more than this \
+             tool supports ({MAX_ROPE_VALUES} rotary values)"
+        )));
+    }
     Ok(Config {
-        n_layer: usize_meta(content, "llama.block_count")?,
+        n_layer,
         n_head,
         n_kv_head,
         hidden,
-        head_dim: hidden / n_head,
+        head_dim,
         ffn: usize_meta(content, "llama.feed_forward_length")?,
         vocab,
-        context_length: usize_meta(content, "llama.context_length")?,
+        context_length,
         rope_base: f32_meta(content, "llama.rope.freq_base").unwrap_or(10_000.0),
         rms_eps: f32_meta(content, "llama.attention.layer_norm_rms_epsilon")? as f64,
     })

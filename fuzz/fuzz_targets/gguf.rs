@@ -1,0 +1,16 @@
+//! GGUF header and metadata: `GgufFile::from_bytes` (header, metadata, tensor table, config,
+//! truncation check) and, for files it accepts, the model built on them: the tokenizer rebuilt
+//! from the metadata and the weights read through the tensor table.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tagllm::model::{GgufFile, Model, Weights};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(file) = GgufFile::from_bytes(data.to_vec()) else { return };
+    // Both ways a model is held; the f32 one expands every matrix (small here).
+    let weights = if data.len() % 2 == 0 { Weights::Quantized } else { Weights::F32 };
+    if let Ok(model) = Model::from_gguf(file, weights) {
+        let _ = model.tokenizer.encode("CCO <|im_start|>1234");
+    }
+});
