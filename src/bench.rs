@@ -94,8 +94,9 @@ pub fn kernels(model: &Model, rows: &[usize], now: &dyn Fn() -> f64) -> Result<V
     Ok(out)
 }
 
-/// A prompt of exactly `n` tokens: a SMILES-like text repeated and cut.
-fn tokens(model: &Model, n: usize) -> Result<Vec<u32>> {
+/// A prompt of exactly `n` tokens: a SMILES-like text repeated and cut (the page's benchmark
+/// hands the text of these ids to the wllama harness, which checks it makes `n` tokens of it).
+pub fn tokens(model: &Model, n: usize) -> Result<Vec<u32>> {
     let text = "# # Input: The SMILES of the molecule is CC(=O)Oc1ccccc1C(=O)O. ".repeat(n / 8 + 2);
     let mut ids = model.tokenizer.encode(&text)?;
     ids.truncate(n);

@@ -28,6 +28,10 @@ pub enum ToWorker {
         #[serde(default)]
         centred: bool,
     },
+    /// The benchmark view (`?bench`): the figures of `crate::bench` on the loaded model — prefill
+    /// at each of `prefill` tokens, `decode_tokens` greedy steps, tag `tag` over the first
+    /// `molecules` benchmark SMILES, and the matrix products if `kernels`.
+    Bench { molecules: usize, tag: String, kernels: bool, prefill: Vec<usize>, decode_tokens: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +76,8 @@ pub enum FromWorker {
     Generated { id: u32, tokens: usize, ms: f64, error: Option<String> },
     /// For each of the tag's vectors, the nearest vocabulary tokens (text, cosine).
     Nearest { tag: String, centred: bool, vectors: Vec<Vec<(String, f32)>>, ms: f64, error: Option<String> },
+    /// The answer to `Bench`: the figures as JSON (see `src/app/worker/bench.rs`), or why not.
+    BenchReport { report: Option<serde_json::Value>, error: Option<String> },
 }
 
 /// The loaded model, for the status line.

@@ -1,6 +1,8 @@
 //! The inference worker: holds the model and the tag library, runs predictions off the page's
 //! thread. Started by the `tagllm-worker` binary (Trunk builds it as a worker with a loader shim).
 
+mod bench;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -112,6 +114,9 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
         ToWorker::Cancel { id } => STATE.with(|s| s.borrow().cancelled.set(Some(id))),
         ToWorker::Generate { id, prompt, max_tokens, temperature, seed } => {
             generate(id, &prompt, max_tokens, temperature, seed)
+        }
+        ToWorker::Bench { molecules, tag, kernels, prefill, decode_tokens } => {
+            bench::run(molecules, &tag, kernels, &prefill, decode_tokens)
         }
     }
 }

@@ -47,3 +47,4 @@ echo "== e2e: headless Chromium"
   --dist target/e2e/dist --tags target/e2e-tags --cli target/debug/tagllm --out target/e2e \
   --model models/SmolLM2-135M-Instruct.Q4_1.gguf
 "$venv/bin/python" tests/e2e/test_security.py --dist target/e2e/dist --tags target/e2e-tags --out target/e2e  # SECURITY.md
+"$venv/bin/python" tests/e2e/test_bench.py --dist target/e2e/dist --out target/e2e  # the ?bench view, 5 molecules

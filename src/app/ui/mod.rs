@@ -5,6 +5,7 @@
 //! [`offline`] (service worker, connection and cache state), [`storage`] (what survives a reload),
 //! [`markdown`] (model cards).
 
+mod bench;
 mod inspector;
 mod markdown;
 mod offline;
@@ -404,6 +405,8 @@ impl App {
                     self.gen_ids.set((with, None));
                 }
             }
+            // Only the benchmark view (`?bench`, its own worker) asks for these.
+            FromWorker::BenchReport { .. } => {}
             FromWorker::Nearest { tag, centred, vectors, ms, error } => {
                 self.nearest.set(match error {
                     Some(error) => Nearest::Failed { tag, error },
@@ -651,6 +654,10 @@ fn drag_has_files(ev: &DragEvent) -> bool {
 /// Mounts the page.
 pub fn mount() {
     console_error_panic_hook::set_once();
+    if bench::requested() {
+        leptos::mount::mount_to_body(bench::BenchPage);
+        return;
+    }
     leptos::mount::mount_to_body(Page);
 }
 

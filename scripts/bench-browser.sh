@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The speed benchmark in the browser, on this machine: headless Chromium runs the page's `?bench`
+# view (our inference worker: WebAssembly SIMD, one thread) and @wllama/wllama (llama.cpp in
+# WebAssembly, npm) on the same GGUF file, from the same local server, with the same prompt tokens and
+# SMILES; prefill, decode, molecules/s, model load (cold and from cache) and memory.
+# Writes bench/results/DATE-HOST.browser.{json,md} with the machine described and our/their ratios.
+#
+#   scripts/bench-browser.sh [N]      # N molecules (default: all 100 of tests/fixtures/bench_smiles.txt)
+#
+# The native half (tagllm vs llama.cpp): scripts/bench.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-100}
+scripts/setup.sh --web >/dev/null
+export PATH="$PWD/node_modules/.bin:$PATH"
+
+version=3.13.0
+prefix=target/bench-wllama
+pkg=$prefix/node_modules/@wllama/wllama
+if [ "$(node -p "require('./$pkg/package.json').version" 2>/dev/null)" != "$version" ]; then
+  echo "== npm: @wllama/wllama $version into $prefix"
+  npm install --prefix "$prefix" --no-save --no-audit --no-fund "@wllama/wllama@$version" >/dev/null
+fi
+
+echo "== building the page (trunk, release) into target/bench/dist"
+rm -rf target/bench/dist
+nice -n 10 trunk build --release --dist target/bench/dist
+
+venv=target/e2e-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import selenium' 2>/dev/null; then
+  echo "== selenium (PyPI) into $venv"
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    rm -rf "$venv"
+    sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+    sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive sudo_ apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "selenium==4.*"
+fi
+
+out=bench/results; mkdir -p "$out"
+stamp="$(date -u +%Y-%m-%d)-$(hostname -s)"
+nice -n 10 "$venv/bin/python" scripts/bench/browser_bench.py \
+  --dist target/bench/dist --wllama "$pkg" --version "$version" --n "$n" --out "$out/$stamp"
+python3 scripts/bench/browser_report.py "$out/$stamp" | tee "$out/$stamp.browser.md"

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""STEM.browser.json (scripts/bench/browser_bench.py) → a Markdown report with our/their ratios.
+
+    browser_report.py bench/results/STEM > bench/results/STEM.browser.md
+
+wllama's rates are timed two ways: wall-clock from its page around each call (as ours is timed
+around each call, in our worker) and llama.cpp's own `timings`; the ratio uses whichever is better
+for wllama, so that a ratio >= 1 is never flattered by message overhead on their side.
+"""
+import json
+import sys
+
+stem = sys.argv[1]
+r = json.load(open(stem + ".browser.json"))
+ours, theirs, mt = r["ours"], r["wllama_1_thread"], r.get("wllama_all_threads")
+
+
+def best(*xs):
+    xs = [x for x in xs if isinstance(x, (int, float))]
+    return max(xs) if xs else None
+
+
+def rates(e):
+    """(name, value) of the figures where higher is better; wllama: the better of its two timings."""
+    if e is None:
+        return {}
+    out = {}
+    for p in e["prefill"]:
+        out[f"prefill {p['tokens']} tokens (tokens/s)"] = best(p["tokens_per_s"], p.get("engine_tokens_per_s"))
+    out["decode (tokens/s)"] = best(e["decode_tokens_per_s"], e.get("decode", {}).get("engine_tokens_per_s"))
+    out[f"QED prompt, {r['molecules']} SMILES (molecules/s)"] = best(
+        e["molecules_per_s"], e.get("molecules_detail", {}).get("engine_molecules_per_s"))
+    return out
+
+
+def costs(e):
+    """Figures where lower is better."""
+    if e is None:
+        return {}
+    rss = e.get("renderer_peak_rss_mb") or []
+    return {
+        "model load, cold: network, fresh profile (ms)": e["load_cold"]["ms"],
+        "model load, warm: from the browser's storage (ms)": e["load_warm"]["ms"],
+        "renderer process peak RSS, VmHWM (MB)": rss[0] if rss else None,
+    }
+
+
+def page_memory(e):
+    """measureUserAgentSpecificMemory: the total and what Chromium attributed to a worker."""
+    mem = (e or {}).get("page_memory") or {}
+    if not mem.get("available"):
+        return f"not measured ({mem.get('why', '—')})"
+    workers = sum(b["mb"] for b in mem.get("breakdown", [])
+                  if any(a.get("scope") == "DedicatedWorkerGlobalScope" for a in b.get("attribution", [])))
+    return f"{mem['mb']:.0f} MB, of which {workers:.0f} MB attributed to a worker"
+
+
+def fmt(x, digits=1):
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+m = r["machine"]
+threads = theirs.get("threads", 1)
+mt_threads = mt.get("threads") if mt else None
+print(f"# Speed in the browser: tagllm page vs wllama — {stem.split('/')[-1]}\n")
+print(f"Machine: {m['cpu']}, {m['logical_cores']} logical cores, {m['memory_gib']} GiB, {m['os']}; "
+      f"headless Chromium {m['chromium']}; model `SmolLM2-135M-Instruct.Q4_1.gguf` (same file, same URL); "
+      f"`{theirs['engine']}` (llama.cpp {theirs.get('libllama')}). Load average (1/5/15 min) before: "
+      f"{', '.join(f'{x:.1f}' for x in r['load_average_1_5_15']['before'])}; after: "
+      f"{', '.join(f'{x:.1f}' for x in r['load_average_1_5_15']['after'])}.\n")
+print(f"Ours: the page's inference worker, {ours.get('weights')} weights, WebAssembly SIMD, 1 thread. "
+      f"wllama: {threads} thread (the fair default) and, for reference only, {mt_threads or '—'} threads "
+      f"(cross-origin isolated). Both pages served cross-origin isolated by the same local server.\n")
+print(f"| figure | tagllm page | wllama, {threads} thread | ours / theirs | ahead? | wllama, {mt_threads or '—'} threads |")
+print("| --- | --- | --- | --- | --- | --- |")
+for higher, (a_all, b_all, c_all) in ((True, (rates(ours), rates(theirs), rates(mt))),
+                                      (False, (costs(ours), costs(theirs), costs(mt)))):
+    for name, a in a_all.items():
+        b, c = b_all.get(name), c_all.get(name)
+        if a is None or b is None or not b:
+            ratio, ahead = None, "—"
+        else:
+            ratio = a / b
+            ahead = "yes" if (ratio >= 1 if higher else ratio <= 1) else "**no**"
+        digits = 0 if not higher else (2 if "molecules" in name else 1)
+        print(f"| {name} | {fmt(a, digits)} | {fmt(b, digits)} | {fmt(ratio, 2)} | {ahead} | {fmt(c, digits)} |")
+
+print(f"\n`performance.measureUserAgentSpecificMemory()` (not in the table: Chromium did not measure the "
+      f"two pages' workers alike): ours {page_memory(ours)}; wllama {page_memory(theirs)}. The renderer's "
+      "peak RSS above counts both pages' workers the same way.")
+print("\nwllama's two timings (wall-clock from its page around each call / llama.cpp's own `timings`); "
+      "the table uses the better one:\n")
+print("| figure | wall-clock | llama.cpp timings |\n| --- | --- | --- |")
+for p in theirs["prefill"]:
+    print(f"| prefill {p['tokens']} tokens (tokens/s) | {fmt(p['tokens_per_s'])} | {fmt(p.get('engine_tokens_per_s'))} |")
+d = theirs.get("decode", {})
+print(f"| decode (tokens/s) | {fmt(theirs['decode_tokens_per_s'])} | {fmt(d.get('engine_tokens_per_s'))} |")
+md = theirs.get("molecules_detail", {})
+print(f"| molecules/s | {fmt(theirs['molecules_per_s'], 2)} | {fmt(md.get('engine_molecules_per_s'), 2)} |")
+print(f"\nwllama evaluated {fmt(md.get('mean_processed_tokens'))} tokens per molecule on average and reused "
+      f"{fmt(md.get('mean_cached_tokens'))} from the previous prompt (the prefix, sometimes a SMILES's first "
+      "tokens too). Our prompt carries the `<SMILES>` and `<QED>` tags (20 more positions than wllama's "
+      "tag-free prompt) and runs through the Predictor (prefix once, the molecules batched).")
+print(f"\nOur worker's wasm memory: {fmt(ours.get('wasm_memory_mb_after_load'), 0)} MB after loading, "
+      f"{fmt(ours.get('wasm_memory_mb'), 0)} MB at the end (f32 weights: the Q4_1 file expanded, ~540 MB). "
+      "Kernels (ours, f32 matmul in wasm):\n")
+print("| kernel | ms | GFLOP/s |\n| --- | --- | --- |")
+for k in ours.get("kernels", []):
+    print(f"| {k['name']} | {k['ms']:.3f} | {k['gflops']:.2f} |")
+print("\nOne run on a machine shared with other work (see the load average): single figures are noisy; "
+      "the ratios of this run, measured side by side, are what to read.")
+print(f"\nRe-run: `scripts/bench-browser.sh {r['molecules']}` (the argument: how many of the 100 benchmark SMILES).")
