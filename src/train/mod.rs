@@ -385,6 +385,17 @@ pub fn train_function_tag(
             });
         }
         let ys: Vec<f64> = take.iter().map(|&j| (kept[j].target - mean) / std).collect();
+        // For analysing the read-out outside the trainer: `TAGLLM_DUMP_FEATURES=FILE` writes each
+        // ridge-start example as CSV `example index, normalised target, features…`.
+        if let Some(path) = std::env::var_os("TAGLLM_DUMP_FEATURES") {
+            let mut out = String::new();
+            for ((&j, y), f) in take.iter().zip(&ys).zip(&feats) {
+                out.push_str(&format!("{j},{y}"));
+                f.iter().for_each(|v| out.push_str(&format!(",{v}")));
+                out.push('\n');
+            }
+            std::fs::write(path, out)?;
+        }
         // Every fourth batch picks the ridge strength; the others fit.
         let held = |i: usize| (i / opts.batch.max(1)) % 4 == 3;
         let split = |keep: bool| -> (Vec<Vec<f64>>, Vec<f64>) {
