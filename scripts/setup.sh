@@ -31,6 +31,8 @@ apt_install() {
 command -v cargo >/dev/null || { echo "Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
 command -v python3 >/dev/null || apt_install python3 python3-pip
 command -v unzip >/dev/null || apt_install unzip
+# Software Vulkan (lavapipe): the GPU backend's parity tests run on it where there is no GPU.
+apt_install mesa-vulkan-drivers
 
 if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
   say "rustup: adding the wasm32-unknown-unknown target"

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "== native tests (real model, real tokenizer, CLI end to end)"
 cargo test --all-targets
+echo "== the WebGPU backend against the CPU path (wgpu on Vulkan: lavapipe without a GPU)"
+XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}" cargo test --features gpu --test gpu_parity
 echo "== the core builds for wasm32 (simd128)"
 cargo build --lib --target wasm32-unknown-unknown --no-default-features
 echo "== fuzzing: GGUF, tag files, inputs, tokenizer, 60 s each (cargo-fuzz, stable; fuzz/README.md)"

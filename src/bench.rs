@@ -7,7 +7,8 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::model::{KvCache, Mode, Model, Segment};
+use crate::model::int8::Int8Linear;
+use crate::model::{KvCache, Mode, Model, Segment, Weights};
 use crate::predict::Predictor;
 
 /// One matrix product of the model's shapes.
@@ -35,6 +36,8 @@ pub struct PrefillFigure {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub backend: String,
+    /// How the weights are held: `f32`, `quantized` or `int8` (integer kernels).
+    pub weights: String,
     pub kernels: Vec<KernelFigure>,
     pub prefill: Vec<PrefillFigure>,
     /// Greedy decoding after a short prompt, one token per forward pass, KV cache on.
@@ -60,8 +63,11 @@ fn time_ms(now: &dyn Fn() -> f64, reps: usize, mut f: impl FnMut() -> Result<()>
     Ok(times[times.len() / 2])
 }
 
-/// The model's matrix products at `rows` rows (1 = decoding, 64 = a prefill chunk).
+/// The model's matrix products at `rows` rows (1 = decoding, 64 = a prefill chunk), as the
+/// model runs them: an f32 matmul, or with [`Weights::Int8`] the integer kernels over Q4_1
+/// weights (random ones, quantised like the file's).
 pub fn kernels(model: &Model, rows: &[usize], now: &dyn Fn() -> f64) -> Result<Vec<KernelFigure>> {
+    let int8 = model.llama.weights() == Weights::Int8;
     let c = &model.llama.config;
     let shapes = [
         ("attn q/o", c.hidden, c.hidden),
@@ -74,12 +80,23 @@ pub fn kernels(model: &Model, rows: &[usize], now: &dyn Fn() -> f64) -> Result<V
         for (name, k, n) in shapes {
             let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
             let w = Tensor::randn(0f32, 0.02, (k, n), &Device::Cpu)?;
-            let ms = time_ms(now, 5, || {
-                a.matmul(&w)?;
-                Ok(())
-            })?;
+            let (ms, weight_bytes) = if int8 {
+                let q = candle_core::quantized::QTensor::quantize(&w.t()?.contiguous()?, candle_core::quantized::GgmlDType::Q4_1)?;
+                let lin = Int8Linear::from_qtensor(&q)?;
+                let ms = time_ms(now, 5, || {
+                    lin.forward(&a)?;
+                    Ok(())
+                })?;
+                (ms, lin.size_in_bytes() as f64)
+            } else {
+                let ms = time_ms(now, 5, || {
+                    a.matmul(&w)?;
+                    Ok(())
+                })?;
+                (ms, 4.0 * (k * n) as f64)
+            };
             let flops = 2.0 * (m * k * n) as f64;
-            let bytes = 4.0 * (k * n + m * k + m * n) as f64;
+            let bytes = weight_bytes + 4.0 * (m * k + m * n) as f64;
             out.push(KernelFigure {
                 name: format!("{name} ({m} rows)"),
                 m,
@@ -153,6 +170,7 @@ pub fn run(model: &Model, predictor: &Predictor, backend: &str, now: &dyn Fn() -
     let decode_tokens = 32;
     Ok(BenchReport {
         backend: backend.to_string(),
+        weights: model.llama.weights().name().to_string(),
         kernels: kernels(model, &[1, 64], now)?,
         prefill: vec![prefill(model, 50, now)?, prefill(model, 512, now)?],
         decode_tokens,

@@ -10,6 +10,8 @@
 
 pub mod bench;
 pub mod error;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod input;
 pub mod metrics;
 pub mod model;

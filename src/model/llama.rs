@@ -16,6 +16,8 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
 
 use super::gguf::{Config, GgufFile};
+use super::int8::Int8Linear;
+use super::Weights;
 use crate::error::{Error, Result};
 
 /// Which kernels to use. Training needs every op on the path to the tags to have a backward.
@@ -45,16 +47,31 @@ impl Segment {
     }
 }
 
+/// A weight matrix: candle's (f32 or quantised) or the integer kernels' ([`Weights::Int8`]).
+enum Linear {
+    Candle(QMatMul),
+    Int8(Int8Linear),
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Candle(w) => w.forward(x),
+            Linear::Int8(w) => w.forward(x),
+        }
+    }
+}
+
 struct Layer {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
     ffn_norm: Tensor,
-    w_gate: QMatMul,
-    w_up: QMatMul,
-    w_down: QMatMul,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
 }
 
 /// Keys and values of the positions seen so far, per layer: `[b, n_kv_head, t, head_dim]`.
@@ -107,7 +124,8 @@ pub struct Llama {
     pub config: Config,
     /// Q8_0 token embedding, also the output projection (tied).
     embedding: Arc<QTensor>,
-    lm_head: QMatMul,
+    lm_head: Linear,
+    weights: Weights,
     layers: Vec<Layer>,
     norm: Tensor,
     cos: Tensor,
@@ -115,7 +133,9 @@ pub struct Llama {
     device: Device,
 }
 
-fn rope_tables(config: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
+/// cos and sin of every position's rotary angles, `[context, head_dim / 2]` (the GPU backend
+/// uploads the same tables).
+pub(crate) fn rope_tables(config: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
     let half = config.head_dim / 2;
     let inv: Vec<f32> = (0..half)
         .map(|i| 1.0 / config.rope_base.powf(2.0 * i as f32 / config.head_dim as f32))
@@ -130,9 +150,11 @@ fn rope_tables(config: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
 }
 
 impl Llama {
-    /// Builds the model from a checked GGUF file. With `dequantize`, every matrix is expanded
-    /// to f32 (exactly the quantised values), which training needs for its backward pass.
-    pub fn from_gguf(file: &GgufFile, dequantize: bool) -> Result<Self> {
+    /// Builds the model from a checked GGUF file. With [`Weights::F32`], every matrix is expanded
+    /// to f32 (exactly the quantised values), which training needs for its backward pass; with
+    /// [`Weights::Int8`], Q4_1 and Q8_0 matrices (all of SmolLM2's) run the integer kernels and
+    /// any other format is expanded to f32.
+    pub fn from_gguf(file: &GgufFile, weights: Weights) -> Result<Self> {
         let device = Device::Cpu;
         let mut reader = std::io::Cursor::new(&file.bytes);
         let mut qtensor = |name: &str| -> Result<QTensor> {
@@ -140,14 +162,17 @@ impl Llama {
                 .tensor(&mut reader, name, &device)
                 .map_err(|e| Error::model(format!("tensor `{name}`: {e}")))
         };
-        let mut matmul = |name: &str| -> Result<QMatMul> {
-            let t = qtensor(name)?;
-            Ok(if dequantize {
-                QMatMul::Tensor(t.dequantize(&device)?)
-            } else {
-                QMatMul::from_qtensor(t)?
+        let linear_of = |t: QTensor| -> Result<Linear> {
+            Ok(match weights {
+                Weights::F32 => Linear::Candle(QMatMul::Tensor(t.dequantize(&device)?)),
+                Weights::Quantized => Linear::Candle(QMatMul::from_qtensor(t)?),
+                Weights::Int8 => match Int8Linear::from_qtensor(&t) {
+                    Ok(w) => Linear::Int8(w),
+                    Err(_) => Linear::Candle(QMatMul::Tensor(t.dequantize(&device)?)),
+                },
             })
         };
+        let mut matmul = |name: &str| -> Result<Linear> { linear_of(qtensor(name)?) };
         let config = file.config.clone();
         let mut layers = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
@@ -181,17 +206,25 @@ impl Llama {
                 .tensor(&mut std::io::Cursor::new(&file.bytes), "token_embd.weight", &device)
                 .map_err(|e| Error::model(format!("tensor `token_embd.weight`: {e}")))?,
         );
-        let lm_head = if dequantize {
-            QMatMul::Tensor(embedding.dequantize(&device)?)
-        } else {
-            QMatMul::from_arc(embedding.clone())?
+        let lm_head = match weights {
+            Weights::F32 => Linear::Candle(QMatMul::Tensor(embedding.dequantize(&device)?)),
+            Weights::Quantized => Linear::Candle(QMatMul::from_arc(embedding.clone())?),
+            Weights::Int8 => match Int8Linear::from_qtensor(&embedding) {
+                Ok(w) => Linear::Int8(w),
+                Err(_) => Linear::Candle(QMatMul::Tensor(embedding.dequantize(&device)?)),
+            },
         };
         let (cos, sin) = rope_tables(&config, &device)?;
-        Ok(Self { config, embedding, lm_head, layers, norm, cos, sin, device })
+        Ok(Self { config, embedding, lm_head, layers, norm, cos, sin, device, weights })
     }
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// How the weight matrices are held.
+    pub fn weights(&self) -> Weights {
+        self.weights
     }
 
     /// Token embeddings `[n, d]` of `ids` (rows of the Q8_0 table, dequantised on the fly).
@@ -414,7 +447,8 @@ impl Llama {
         }
         // Training reaches the logits with gradients (stage 1); the tied weight stays frozen.
         match (&self.lm_head, hidden.track_op()) {
-            (QMatMul::Tensor(w), true) => Ok(super::frozen::frozen_linear(hidden, w)?),
+            (Linear::Candle(QMatMul::Tensor(w)), true) => Ok(super::frozen::frozen_linear(hidden, w)?),
+            (Linear::Int8(_), true) => Err(Error::Usage("training needs f32 weights, not int8".into())),
             _ => Ok(self.lm_head.forward(hidden)?),
         }
     }
@@ -434,9 +468,11 @@ impl Llama {
 /// gradient is computed for them.
 ///
 /// [`frozen_linear`]: super::frozen::frozen_linear
-fn linear(w: &QMatMul, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+fn linear(w: &Linear, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
     match (mode, w) {
-        (Mode::Train, QMatMul::Tensor(w)) => super::frozen::frozen_linear(x, w),
+        (Mode::Train, Linear::Candle(QMatMul::Tensor(w))) => super::frozen::frozen_linear(x, w),
+        // Integer products have no backward: gradients would silently stop here.
+        (Mode::Train, Linear::Int8(_)) => candle_core::bail!("training needs f32 weights, not int8"),
         _ => w.forward(x),
     }
 }

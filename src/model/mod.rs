@@ -3,6 +3,7 @@
 
 pub mod frozen;
 pub mod gguf;
+pub mod int8;
 pub mod llama;
 pub mod tokenizer;
 
@@ -45,10 +46,25 @@ impl Default for Sampling {
 /// 8 bits, which turns last-bit differences between batch shapes into visible (~2%) differences in
 /// the hidden state. Training uses F32 too, so F32 predictions are exactly what a tag was trained
 /// for. [`Weights::Quantized`] keeps ~100 MB and suits memory-tight places and decoding.
+/// [`Weights::Int8`] keeps the file's blocks too (~70 MB) and runs integer products
+/// ([`int8`]): each input row is quantised to 8 bits per block of 32 *on its own*, so results do
+/// not depend on batching either; they differ from F32 by the activation rounding. Inference
+/// only (training needs F32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Weights {
     F32,
     Quantized,
+    Int8,
+}
+
+impl Weights {
+    pub fn name(self) -> &'static str {
+        match self {
+            Weights::F32 => "f32",
+            Weights::Quantized => "quantized",
+            Weights::Int8 => "int8",
+        }
+    }
 }
 
 impl Model {
@@ -58,6 +74,12 @@ impl Model {
         Self::from_gguf(GgufFile::open(path)?, Weights::F32)
     }
 
+    /// Loads a model file from disk with the weights held as `weights` (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_with(path: &std::path::Path, weights: Weights) -> Result<Self> {
+        Self::from_gguf(GgufFile::open(path)?, weights)
+    }
+
     /// Loads a model from the bytes of a GGUF file.
     pub fn from_bytes(bytes: Vec<u8>, weights: Weights) -> Result<Self> {
         Self::from_gguf(GgufFile::from_bytes(bytes)?, weights)
@@ -65,7 +87,7 @@ impl Model {
 
     pub fn from_gguf(file: GgufFile, weights: Weights) -> Result<Self> {
         let tokenizer = TextTokenizer::from_gguf(&file.content)?;
-        let llama = Llama::from_gguf(&file, weights == Weights::F32)?;
+        let llama = Llama::from_gguf(&file, weights)?;
         Ok(Self { llama, tokenizer, identity: file.identity })
     }
 

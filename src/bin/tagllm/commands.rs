@@ -15,12 +15,12 @@ use tagllm::predict::Predictor;
 use tagllm::tags::{InputType, OutputKind, TagLibrary};
 
 use crate::output::{csv_field, number, progress};
-use crate::{Cli, Command, Format, InputArg, OutputArg, TagsAction, TrainFlags, TrainStage};
+use crate::{Cli, Command, Format, InputArg, OutputArg, TagsAction, TrainFlags, TrainStage, WeightsArg};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Generate { prompt, max_tokens, temperature, top_p, seed } => {
-            let model = Model::load(&cli.model)?;
+            let model = Model::load_with(&cli.model, cli.weights.into())?;
             let library = load_library(&cli.tags, &model, false)?;
             let segments = library.splice(prompt, &model.tokenizer)?;
             let sampling = Sampling { temperature: *temperature, top_p: *top_p, seed: *seed };
@@ -33,7 +33,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Predict { tag, input, column, protein, protein_file, format, batch } => {
-            let model = Model::load(&cli.model)?;
+            let model = Model::load_with(&cli.model, cli.weights.into())?;
             let library = load_library(&cli.tags, &model, true)?;
             let mut predictor = Predictor::new(&model, &library, tag)?;
             predictor.batch_size = *batch;
@@ -60,7 +60,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval { tag, data, input_col, target_col, protein_col, limit, batch, predictions } => {
-            let model = Model::load(&cli.model)?;
+            let model = Model::load_with(&cli.model, cli.weights.into())?;
             let library = load_library(&cli.tags, &model, true)?;
             let mut predictor = Predictor::new(&model, &library, tag)?;
             predictor.batch_size = *batch;
@@ -368,6 +368,9 @@ fn reporter(total: usize, what: &str) -> impl FnMut(&tagllm::train::StepReport) 
 }
 
 fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
+    if cli.weights != WeightsArg::F32 {
+        bail!("training needs --weights f32 (integer products have no backward pass)");
+    }
     let model = Model::load(&cli.model)?;
     match stage {
         TrainStage::Domain { name, input, corpus, max_lines, flags } => {
@@ -460,13 +463,19 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
+    if backend == "gpu" {
+        #[cfg(feature = "gpu")]
+        return bench_gpu(cli, as_json);
+        #[cfg(not(feature = "gpu"))]
+        bail!("backend `gpu` needs a build with the GPU backend: cargo build --release --features gpu");
+    }
     if backend != "cpu" {
-        bail!("backend `{backend}` is not available natively yet: only `cpu` (the WebGPU backend is issue 5)");
+        bail!("unknown backend `{backend}`: `cpu` or `gpu`");
     }
     let start = std::time::Instant::now();
     let now = move || start.elapsed().as_secs_f64() * 1000.0;
     let t = now();
-    let model = Model::load(&cli.model)?;
+    let model = Model::load_with(&cli.model, cli.weights.into())?;
     let load_ms = now() - t;
     let library = load_library(&cli.tags, &model, true)?;
     let predictor = Predictor::new(&model, &library, tag)?;
@@ -476,14 +485,21 @@ fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
     if as_json {
         let mut v = serde_json::to_value(&report)?;
         v["threads"] = json!(threads);
+        v["kernel_path"] = json!(format!("{:?}", tagllm::model::int8::KernelPath::best()));
         v["model_load_ms"] = json!(load_ms);
         v["peak_rss_mb"] = json!(peak);
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("tagllm bench: backend {backend}, {threads} threads, model {}", cli.model.display());
-    println!("model load (GGUF parse + f32 expansion): {load_ms:.0} ms");
-    println!("{:<28} {:>9} {:>9} {:>9}", "kernel (f32 matmul)", "ms", "GFLOP/s", "GB/s");
+    let weights = &report.weights;
+    println!("tagllm bench: backend {backend}, {threads} threads, weights {weights}, model {}", cli.model.display());
+    println!("model load (GGUF parse + {weights} weights): {load_ms:.0} ms");
+    let kernel = if weights == "int8" {
+        format!("kernel (int8, {:?})", tagllm::model::int8::KernelPath::best())
+    } else {
+        "kernel (f32 matmul)".to_string()
+    };
+    println!("{kernel:<28} {:>9} {:>9} {:>9}", "ms", "GFLOP/s", "GB/s");
     for k in &report.kernels {
         println!("{:<28} {:>9.3} {:>9.2} {:>9.2}", k.name, k.ms, k.gflops, k.gb_per_s);
     }
@@ -494,6 +510,52 @@ fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
     println!("{} over {} molecules: {:.2} molecules/s", report.molecules_tag, report.molecules, report.molecules_per_s);
     if let Some(mb) = peak {
         println!("peak resident memory: {mb:.0} MB");
+    }
+    Ok(())
+}
+
+/// Prefill on the GPU backend: the forward pass over 50 and 512 tokens (the CPU bench's
+/// prompts), median of 3 after a warm-up pass that builds the buffers for the length (1 on a
+/// software adapter such as lavapipe, where a pass takes minutes). The embeddings are built on
+/// the CPU and uploaded, the hidden states read back: both are timed.
+#[cfg(feature = "gpu")]
+fn bench_gpu(cli: &Cli, as_json: bool) -> Result<()> {
+    use tagllm::gpu::{Gpu, GpuLlama};
+    use tagllm::model::{GgufFile, Segment, Weights};
+    let start = std::time::Instant::now();
+    let now = move || start.elapsed().as_secs_f64() * 1000.0;
+    let gpu = Gpu::new_blocking()?;
+    let adapter = gpu.describe();
+    let reps = if gpu.info.device_type == wgpu::DeviceType::Cpu { 1 } else { 3 };
+    let file = GgufFile::open(&cli.model)?;
+    let t = now();
+    let mut llama = GpuLlama::new(gpu, &file)?;
+    let upload_ms = now() - t;
+    let model = Model::from_gguf(file, Weights::Quantized)?;
+    let mut prefill = Vec::new();
+    for n in [50, 512] {
+        let ids = tagllm::bench::tokens(&model, n)?;
+        let mut times = Vec::new();
+        for rep in 0..=reps {
+            let t = now();
+            llama.hidden_states(&model.llama, &[Segment::Tokens(ids.clone())])?;
+            if rep > 0 {
+                times.push(now() - t);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let ms = times[times.len() / 2];
+        prefill.push(tagllm::bench::PrefillFigure { tokens: n, ms, tokens_per_s: n as f64 * 1000.0 / ms });
+    }
+    if as_json {
+        let v = json!({ "backend": "gpu", "adapter": adapter, "weights_upload_ms": upload_ms, "prefill": prefill });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("tagllm bench: backend gpu, adapter {adapter}, model {}", cli.model.display());
+    println!("weights upload (raw Q4_1 blocks): {upload_ms:.0} ms");
+    for p in &prefill {
+        println!("prefill {:>4} tokens: {:>8.1} ms  {:>8.1} tokens/s", p.tokens, p.ms, p.tokens_per_s);
     }
     Ok(())
 }

@@ -18,8 +18,31 @@ pub struct Cli {
     /// Folder of tag files (*.safetensors).
     #[arg(long, global = true, default_value = "tags")]
     pub tags: PathBuf,
+    /// How inference holds the weights: `f32` (the file's values expanded; what tags are
+    /// trained on), `int8` (the file's Q4_1 blocks, our integer kernels: faster, inputs rounded
+    /// to 8 bits per block of 32, which costs accuracy with f32-trained tags) or `quantized`
+    /// (candle's own quantised kernels). Training always uses f32.
+    #[arg(long, global = true, value_enum, default_value = "f32")]
+    pub weights: WeightsArg,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum WeightsArg {
+    F32,
+    Int8,
+    Quantized,
+}
+
+impl From<WeightsArg> for tagllm::model::Weights {
+    fn from(w: WeightsArg) -> Self {
+        match w {
+            WeightsArg::F32 => Self::F32,
+            WeightsArg::Int8 => Self::Int8,
+            WeightsArg::Quantized => Self::Quantized,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -99,7 +122,8 @@ pub enum Command {
     Bench {
         #[arg(long, default_value = "QED")]
         tag: String,
-        /// `cpu` (threads: RAYON_NUM_THREADS, default all cores).
+        /// `cpu` (threads: RAYON_NUM_THREADS, default all cores), or `gpu` (prefill only; a
+        /// build with `--features gpu`).
         #[arg(long, default_value = "cpu")]
         backend: String,
         /// One JSON object instead of the table.

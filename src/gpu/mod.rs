@@ -1,0 +1,215 @@
+//! The WebGPU backend (`--features gpu`): the Llama forward pass as WGSL compute shaders run
+//! through wgpu — natively on Vulkan (Mesa's lavapipe where there is no GPU), in the browser on
+//! WebGPU.
+//!
+//! ```text
+//! Llama::embed (CPU: token rows + spliced tags) ──upload──▶ h [n, d]
+//!   30 × (rmsnorm → Q/K/V matmul (Q4_1 dequantised in the shader) → rope → attention
+//!         → output matmul → add → rmsnorm → gate/up matmul → silu·mul → down matmul → add)
+//!   final rmsnorm ──read back──▶ hidden states [n, d]
+//! ```
+//!
+//! - [`Gpu`]: adapter, device, queue and the compiled kernels (one shader file each, in
+//!   `src/gpu/shaders/`).
+//! - [`kernels`]: each kernel recorded into a compute pass, and one-shot runs of each on host
+//!   data (what the parity tests compare against CPU references).
+//! - [`GpuLlama`]: the model's raw GGUF block bytes uploaded once as u32 words, buffers per
+//!   sequence length allocated once and reused, the whole forward pass recorded into one command
+//!   encoder and submitted once.
+//!
+//! This first slice runs one sequence at a time without a KV cache, in f32.
+
+pub mod kernels;
+pub mod llama;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+pub use kernels::Kernels;
+pub use llama::GpuLlama;
+
+use crate::error::{Error, Result};
+
+/// A device and queue with the compiled kernels.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub kernels: Kernels,
+}
+
+impl Gpu {
+    /// Requests an adapter (high performance preferred) and a device with the adapter's limits.
+    pub async fn new() -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                Error::Gpu(format!(
+                    "no GPU adapter ({e}); natively install a Vulkan driver (e.g. apt-get install \
+                     mesa-vulkan-drivers for the software one), in a browser enable WebGPU"
+                ))
+            })?;
+        let info = adapter.get_info();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("tagllm"),
+                required_features: wgpu::Features::empty(),
+                required_limits: adapter.limits(),
+                experimental_features: wgpu::ExperimentalFeatures::default(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("cannot open the GPU device {:?}: {e}", info.name)))?;
+        let kernels = Kernels::new(&device);
+        Ok(Self { device, queue, info, kernels })
+    }
+
+    /// [`Self::new`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking() -> Result<Self> {
+        block_on(Self::new())
+    }
+
+    /// A one-line description of the adapter, e.g. `llvmpipe (LLVM 19.1.7, 256 bits) (Vulkan, Cpu)`.
+    pub fn describe(&self) -> String {
+        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+    }
+
+    /// A storage buffer holding `bytes` (padded with zeros to whole 4-byte words).
+    pub fn upload(&self, label: &str, bytes: &[u8], extra: wgpu::BufferUsages) -> wgpu::Buffer {
+        let size = (bytes.len().div_ceil(4) * 4).max(4) as u64;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | extra,
+            mapped_at_creation: true,
+        });
+        {
+            let mut view = buffer.slice(..).get_mapped_range_mut().expect("buffer mapped at creation");
+            let mut dst = view.slice(..bytes.len());
+            dst.copy_from_slice(bytes);
+        }
+        buffer.unmap();
+        buffer
+    }
+
+    /// A storage buffer of f32 values.
+    pub fn upload_f32(&self, label: &str, values: &[f32]) -> wgpu::Buffer {
+        self.upload(label, bytemuck::cast_slice(values), wgpu::BufferUsages::COPY_SRC)
+    }
+
+    /// An uninitialised (zeroed) f32 storage buffer of `len` values.
+    pub fn storage(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A uniform buffer of four 32-bit words (every kernel's parameters).
+    pub fn params(&self, words: [u32; 4]) -> wgpu::Buffer {
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: 16,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
+        buffer
+    }
+
+    /// A buffer to copy results into and map for reading.
+    pub fn staging(&self, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Reads `len` f32 values from a mapped-readable `staging` buffer after the work that fills
+    /// it has been submitted.
+    pub async fn read_staging(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let slot = Arc::new(Mutex::new(MapSlot::default()));
+        let cb_slot = slot.clone();
+        let bytes = (len.max(1) * 4) as u64;
+        staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+            let mut s = cb_slot.lock().unwrap_or_else(|e| e.into_inner());
+            s.result = Some(r.map_err(|e| e.to_string()));
+            if let Some(w) = s.waker.take() {
+                w.wake();
+            }
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        MapFuture(slot).await.map_err(|e| Error::Gpu(format!("cannot read results back: {e}")))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(0..bytes)
+                .map_err(|e| Error::Gpu(format!("cannot read results back: {e}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Copies `len` f32 values of `buffer` to the CPU (one submit).
+    pub async fn read(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let staging = self.staging(len);
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
+        enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, (len.max(1) * 4) as u64);
+        self.queue.submit([enc.finish()]);
+        self.read_staging(&staging, len).await
+    }
+}
+
+#[derive(Default)]
+struct MapSlot {
+    result: Option<std::result::Result<(), String>>,
+    waker: Option<Waker>,
+}
+
+/// Resolves when a `map_async` callback has stored its result.
+struct MapFuture(Arc<Mutex<MapSlot>>);
+
+impl Future for MapFuture {
+    type Output = std::result::Result<(), String>;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match s.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Runs a future to completion on this thread. Natively wgpu's futures are ready once the
+/// device has been polled (which [`Gpu::read_staging`] does), so this spins only briefly.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
