@@ -27,17 +27,7 @@ rm -rf target/bench/dist
 nice -n 10 trunk build --release --dist target/bench/dist
 
 venv=target/e2e-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import selenium' 2>/dev/null; then
-  echo "== selenium (PyPI) into $venv"
-  rm -rf "$venv"
-  if ! python3 -m venv "$venv" 2>/dev/null; then
-    rm -rf "$venv"
-    sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-    sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive sudo_ apt-get install -y -qq python3-venv >/dev/null
-    python3 -m venv "$venv"
-  fi
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "selenium==4.*"
-fi
+tests/e2e/venv.sh "$venv"
 
 out=bench/results; mkdir -p "$out"
 stamp="$(date -u +%Y-%m-%d)-$(hostname -s)"

@@ -834,15 +834,13 @@ mod tests {
                             let (mut exact, mut size) = (0f64, 0f64);
                             for b in 0..nb {
                                 let da = x.scale[r * nb + b] as f64;
-                                let (mut dot, mut sa) = (0f64, 0f64);
+                                let mut dot = 0f64;
                                 for i in b * BLOCK..(b + 1) * BLOCK {
                                     let a = x.q[r * k + i] as f64;
                                     dot += lin.weight(c, i) * a;
-                                    sa += a;
                                     let (q, d, m) = lin.parts(c, i);
                                     size += (d as f64 * q as f64 * a).abs() * da + (m as f64 * a).abs() * da;
                                 }
-                                let _ = sa;
                                 exact += dot * da;
                             }
                             // 2 roundings per block (the fma of each term) + d·d_a + d_a·Σa.

@@ -162,17 +162,17 @@ impl Llama {
                 .tensor(&mut reader, name, &device)
                 .map_err(|e| Error::model(format!("tensor `{name}`: {e}")))
         };
-        let linear_of = |t: QTensor| -> Result<Linear> {
+        let linear_of = |t: Arc<QTensor>| -> Result<Linear> {
             Ok(match weights {
                 Weights::F32 => Linear::Candle(QMatMul::Tensor(t.dequantize(&device)?)),
-                Weights::Quantized => Linear::Candle(QMatMul::from_qtensor(t)?),
+                Weights::Quantized => Linear::Candle(QMatMul::from_arc(t)?),
                 Weights::Int8 => match Int8Linear::from_qtensor(&t) {
                     Ok(w) => Linear::Int8(w),
                     Err(_) => Linear::Candle(QMatMul::Tensor(t.dequantize(&device)?)),
                 },
             })
         };
-        let mut matmul = |name: &str| -> Result<Linear> { linear_of(qtensor(name)?) };
+        let mut matmul = |name: &str| -> Result<Linear> { linear_of(Arc::new(qtensor(name)?)) };
         let config = file.config.clone();
         let mut layers = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
@@ -206,14 +206,7 @@ impl Llama {
                 .tensor(&mut std::io::Cursor::new(&file.bytes), "token_embd.weight", &device)
                 .map_err(|e| Error::model(format!("tensor `token_embd.weight`: {e}")))?,
         );
-        let lm_head = match weights {
-            Weights::F32 => Linear::Candle(QMatMul::Tensor(embedding.dequantize(&device)?)),
-            Weights::Quantized => Linear::Candle(QMatMul::from_arc(embedding.clone())?),
-            Weights::Int8 => match Int8Linear::from_qtensor(&embedding) {
-                Ok(w) => Linear::Int8(w),
-                Err(_) => Linear::Candle(QMatMul::Tensor(embedding.dequantize(&device)?)),
-            },
-        };
+        let lm_head = linear_of(embedding.clone())?;
         let (cos, sin) = rope_tables(&config, &device)?;
         Ok(Self { config, embedding, lm_head, layers, norm, cos, sin, device, weights })
     }

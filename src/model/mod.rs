@@ -71,7 +71,7 @@ impl Model {
     /// Loads a model file from disk with f32 weights (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: &std::path::Path) -> Result<Self> {
-        Self::from_gguf(GgufFile::open(path)?, Weights::F32)
+        Self::load_with(path, Weights::F32)
     }
 
     /// Loads a model file from disk with the weights held as `weights` (native only).

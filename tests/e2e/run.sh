@@ -31,16 +31,7 @@ rm -rf target/e2e/dist
 TAGLLM_WEB_TAGS=target/e2e-tags trunk build --release --dist target/e2e/dist
 
 venv=target/e2e-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import selenium' 2>/dev/null; then
-  echo "== e2e: selenium (PyPI) into $venv"
-  if ! python3 -m venv "$venv" 2>/dev/null; then
-    rm -rf "$venv"
-    sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-    sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive sudo_ apt-get install -y -qq python3-venv >/dev/null
-    python3 -m venv "$venv"
-  fi
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "selenium==4.*"
-fi
+tests/e2e/venv.sh "$venv"
 
 echo "== e2e: headless Chromium"
 "$venv/bin/python" tests/e2e/test_page.py \

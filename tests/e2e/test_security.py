@@ -35,12 +35,11 @@ from pathlib import Path
 
 import websocket  # websocket-client, installed with selenium
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_page import browser as page_browser  # noqa: E402
 from test_page import (VALID, INVALID, Handler, custom_tag, drop_files, full_screenshot,  # noqa: E402
                        rows_of, set_inputs, testid, wait_ready, wait_rows)
 
@@ -220,15 +219,8 @@ class Watch:
 
 
 def browser(profile):
-    """test_page.py's headless Chromium (the same flags), its console kept."""
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for arg in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1100,1400"]:
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    """test_page.py's headless Chromium, recording CSP violations from the first script on."""
+    driver = page_browser(profile)
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_VIOLATIONS})
     return driver
 
