@@ -263,3 +263,40 @@ fn whole_model_matches_cpu_forward() {
     let best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap();
     assert_eq!(model.tokenizer.token_text(best as u32), " Paris", "logit {}", logits[best]);
 }
+
+/// Predictions through the GPU forward pass against the CPU's (same prompts, read-out and head):
+/// within 1e-4 of the value's scale; a bad input gets the CPU path's own error. Then the device
+/// is destroyed (as when a driver resets): the next call fails with a clear error instead of
+/// panicking, so the caller can finish on the CPU.
+#[test]
+fn predictions_match_cpu_and_a_lost_device_is_an_error() {
+    let Some(gpu) = new_gpu() else { return };
+    let model = common::model();
+    let file = GgufFile::open(&common::model_path()).unwrap();
+    let mut gpu_llama = GpuLlama::new(gpu, &file).unwrap();
+    // The shipped tags: trained heads that read the last state and the input's mean state.
+    let (lib, _) = tagllm::tags::TagLibrary::load_dir(&common::repo_root().join("tags"), &model.identity).unwrap();
+    for tag in ["QED", "LogP"] {
+        let predictor = Predictor::new(model, &lib, tag).unwrap();
+        let items: Vec<Vec<String>> =
+            ["CCO", "c1ccccc1O", "C1CC1(", "CC(=O)Nc1ccc(O)cc1"].iter().map(|s| vec![s.to_string()]).collect();
+        let cpu = predictor.predict(&items);
+        let got = predictor.predict_gpu_blocking(&mut gpu_llama, &items).unwrap();
+        for (i, (g, c)) in got.iter().zip(&cpu).enumerate() {
+            match (g, c) {
+                (Ok(g), Ok(c)) => {
+                    eprintln!("{tag} {:?}: gpu {g:.6} cpu {c:.6}", items[i][0]);
+                    assert!((g - c).abs() <= 1e-4 * (1.0 + c.abs()), "{tag} item {i}: gpu {g} vs cpu {c}");
+                }
+                (Err(g), Err(c)) => assert_eq!(g, c),
+                _ => panic!("{tag} item {i}: gpu {g:?} vs cpu {c:?}"),
+            }
+        }
+        assert!(cpu[2].is_err(), "the unbalanced ring is refused");
+    }
+    let predictor = Predictor::new(model, &lib, "QED").unwrap();
+    gpu_llama.gpu().lose_device();
+    let err = predictor.predict_gpu_blocking(&mut gpu_llama, &[vec!["CCO".to_string()]]).unwrap_err().to_string();
+    eprintln!("after the device was destroyed: {err}");
+    assert!(err.contains("GPU"), "{err}");
+}

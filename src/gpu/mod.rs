@@ -37,6 +37,9 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub kernels: Kernels,
+    /// The first error the device reported outside any call (validation, out of memory) or why
+    /// it was lost; once set, every later read fails with it (wgpu's default would panic).
+    fault: Arc<Mutex<Option<String>>>,
 }
 
 impl Gpu {
@@ -69,8 +72,30 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::Gpu(format!("cannot open the GPU device {:?}: {e}", info.name)))?;
+        let fault: Arc<Mutex<Option<String>>> = Arc::default();
+        let record = |fault: &Arc<Mutex<Option<String>>>, what: String| {
+            let mut f = fault.lock().unwrap_or_else(|e| e.into_inner());
+            f.get_or_insert(what);
+        };
+        let f = fault.clone();
+        device.on_uncaptured_error(Arc::new(move |e| record(&f, format!("GPU error: {e}"))));
+        let f = fault.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let detail = if message.is_empty() { String::new() } else { format!(": {message}") };
+            record(&f, format!("the GPU device was lost ({reason:?}){detail}"))
+        });
         let kernels = Kernels::new(&device);
-        Ok(Self { device, queue, info, kernels })
+        Ok(Self { device, queue, info, kernels, fault })
+    }
+
+    /// The error the device reported, if any: the device is no longer usable.
+    pub fn fault(&self) -> Option<String> {
+        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Destroys the device, as a driver reset or a lost GPU would (fault-injection for tests).
+    pub fn lose_device(&self) {
+        self.device.destroy();
     }
 
     /// [`Self::new`], blocking (native only).
@@ -156,7 +181,13 @@ impl Gpu {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-        MapFuture(slot).await.map_err(|e| Error::Gpu(format!("cannot read results back: {e}")))?;
+        if let Some(fault) = self.fault() {
+            return Err(Error::Gpu(fault));
+        }
+        MapFuture(slot).await.map_err(|e| Error::Gpu(self.fault().unwrap_or(format!("cannot read results back: {e}"))))?;
+        if let Some(fault) = self.fault() {
+            return Err(Error::Gpu(fault));
+        }
         let out = {
             let view = staging
                 .get_mapped_range(0..bytes)

@@ -16,6 +16,9 @@ use crate::input::{parse_protein, parse_smiles};
 use crate::model::{KvCache, Llama, Mode, Model, Segment};
 use crate::tags::{InputType, OutputKind, Piece, Readout, Tag, TagKind, TagLibrary, Template};
 
+#[cfg(feature = "gpu")]
+mod gpu;
+
 /// Default number of inputs per forward pass.
 pub const DEFAULT_BATCH: usize = 8;
 
@@ -63,6 +66,13 @@ pub struct Prefix {
     pub cache: KvCache,
     /// `[t, d]`; `None` for an empty prefix.
     pub hidden: Option<Tensor>,
+}
+
+impl Prefix {
+    /// No shared prefix: every prompt runs whole.
+    pub fn empty() -> Self {
+        Self { keys: vec![], cache: KvCache::new(), hidden: None }
+    }
 }
 
 /// A function tag ready to predict with.
@@ -337,17 +347,27 @@ impl<'a> Predictor<'a> {
         let (x, lens) = llama.embed_batch(&segments)?;
         let mut cache = prefix.cache.clone();
         let hidden = llama.forward(&x, &mut cache, Mode::Infer)?;
+        self.head_input(prefix, suffixes, &hidden, &lens)
+    }
+
+    /// The head's input from the final-norm states `hidden` (`[n, s, d]`) of rows that continue
+    /// `prefix` with `suffixes`, each `lens[i]` positions long.
+    pub(crate) fn head_input(&self, prefix: &Prefix, suffixes: &[&[Key]], hidden: &Tensor, lens: &[usize]) -> Result<Tensor> {
         let last: Vec<usize> = lens.iter().map(|l| l - 1).collect();
-        let last = Llama::gather_positions(&hidden, &last)?;
-        match self.input_means(prefix, suffixes, &hidden)? {
+        let last = Llama::gather_positions(hidden, &last)?;
+        match self.input_means(prefix, suffixes, hidden)? {
             Some(means) => Ok(Tensor::cat(&[last, means], 1)?),
             None => Ok(last),
         }
     }
 
     fn run_suffixes(&self, prefix: &Prefix, suffixes: &[&[Key]]) -> Result<Vec<f64>> {
-        let h = self.readout(prefix, suffixes)?;
-        let raw: Vec<f32> = h.broadcast_mul(&self.head_w)?.sum(D::Minus1)?.to_vec1()?;
+        self.values(&self.readout(prefix, suffixes)?)
+    }
+
+    /// Head inputs `[n, width]` → the user's values.
+    pub(crate) fn values(&self, head_input: &Tensor) -> Result<Vec<f64>> {
+        let raw: Vec<f32> = head_input.broadcast_mul(&self.head_w)?.sum(D::Minus1)?.to_vec1()?;
         Ok(raw.into_iter().map(|r| self.finish(r + self.head_b)).collect())
     }
 
