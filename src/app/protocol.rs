@@ -10,10 +10,22 @@ use crate::tags::{InputType, Tag, TagKind};
 #[serde(tag = "type")]
 pub enum ToWorker {
     /// Load the model (from Cache Storage, else `model_url`) and the tags listed at `tags_url`.
-    Init { model_url: String, model_sha256: String, tags_url: String, weights: WeightsChoice },
+    Init {
+        model_url: String,
+        model_sha256: String,
+        tags_url: String,
+        weights: WeightsChoice,
+        #[serde(default)]
+        backend: BackendChoice,
+    },
     /// A user's GGUF model file (its bytes follow the message); replaces the loaded model if it
     /// loads, else the current one stays (`ModelError`).
-    LoadModel { file: String, weights: WeightsChoice },
+    LoadModel {
+        file: String,
+        weights: WeightsChoice,
+        #[serde(default)]
+        backend: BackendChoice,
+    },
     /// A user's tag file (its bytes follow the message).
     AddTag { file: String },
     Predict { id: u32, tag: String, items: Vec<Vec<String>> },
@@ -32,6 +44,39 @@ pub enum ToWorker {
     /// at each of `prefill` tokens, `decode_tokens` greedy steps, tag `tag` over the first
     /// `molecules` benchmark SMILES, and the matrix products if `kernels`.
     Bench { molecules: usize, tag: String, kernels: bool, prefill: Vec<usize>, decode_tokens: usize },
+    /// Fault injection (the page's `?fault=lose-gpu`, for tests): destroy the GPU device, as a
+    /// driver reset would, after the next GPU forward pass.
+    LoseGpuDevice,
+}
+
+/// Where the forward pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum BackendChoice {
+    /// WebGPU when the browser offers an adapter that fits, else the CPU.
+    #[default]
+    Auto,
+    /// WebGPU if at all possible (the CPU, with the reason, if not).
+    Gpu,
+    Cpu,
+}
+
+impl BackendChoice {
+    /// From the page's `?backend=` value (or a saved choice): `gpu`/`webgpu`, `cpu`, else auto.
+    pub fn parse(s: &str) -> Self {
+        match s.to_ascii_lowercase().as_str() {
+            "gpu" | "webgpu" => Self::Gpu,
+            "cpu" | "wasm" => Self::Cpu,
+            _ => Self::Auto,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Gpu => "gpu",
+            Self::Cpu => "cpu",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +105,8 @@ pub enum FromWorker {
         tags: Vec<TagInfo>,
         tag_errors: Vec<String>,
     },
+    /// The backend changed after loading (WebGPU failed; the rest runs on the CPU): what runs now.
+    Backend { backend: String },
     /// Loading failed for good.
     Fatal { message: String },
     /// A user's model file was refused; the model loaded before stays.

@@ -14,7 +14,9 @@ use web_sys::{Cache, DedicatedWorkerGlobalScope, MessageEvent, ReadableStreamDef
 
 use candle_core::{DType, Tensor};
 
-use super::protocol::{FromWorker, ModelInfo, Outcome, SlotInfo, TagInfo, ToWorker, WeightsChoice};
+use super::protocol::{BackendChoice, FromWorker, ModelInfo, Outcome, SlotInfo, TagInfo, ToWorker, WeightsChoice};
+#[cfg(feature = "gpu")]
+use crate::gpu::{Gpu, GpuLlama};
 use crate::model::{GgufFile, Model, Sampling, Weights};
 use crate::predict::Predictor;
 use crate::tags::{InputType, TagLibrary};
@@ -35,7 +37,17 @@ struct State {
     library: Rc<TagLibrary>,
     /// The id of a prediction run the page cancelled.
     cancelled: Cell<Option<u32>>,
+    /// The model on the GPU when predictions run there (taken out while a run uses it).
+    #[cfg(feature = "gpu")]
+    gpu: Option<GpuLlama>,
+    /// What runs the forward pass, and why (shown in the page).
+    backend: String,
+    /// `ToWorker::LoseGpuDevice` was received: destroy the device after the next GPU pass.
+    lose_gpu: Cell<bool>,
 }
+
+/// The CPU backend's name in the page.
+const CPU_BACKEND: &str = "CPU (WebAssembly, SIMD)";
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
@@ -89,12 +101,15 @@ pub fn start() {
 
 async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
     match msg {
-        ToWorker::Init { model_url, model_sha256, tags_url, weights } => {
-            if let Err(message) = init(&model_url, &model_sha256, &tags_url, weights).await {
+        ToWorker::Init { model_url, model_sha256, tags_url, weights, backend } => {
+            if let Err(message) = init(&model_url, &model_sha256, &tags_url, weights, backend).await {
                 send(&FromWorker::Fatal { message });
             }
         }
-        ToWorker::LoadModel { file, weights } => load_local_model(&file, bytes.unwrap_or_default(), weights).await,
+        ToWorker::LoadModel { file, weights, backend } => {
+            load_local_model(&file, bytes.unwrap_or_default(), weights, backend).await
+        }
+        ToWorker::LoseGpuDevice => STATE.with(|s| s.borrow().lose_gpu.set(true)),
         ToWorker::Inspect { tag, k, centred } => inspect(&tag, k, centred),
         ToWorker::AddTag { file } => {
             let Some(model) = STATE.with(|s| s.borrow().model.clone()) else {
@@ -121,7 +136,7 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
     }
 }
 
-async fn init(model_url: &str, sha256: &str, tags_url: &str, weights: WeightsChoice) -> Result<(), String> {
+async fn init(model_url: &str, sha256: &str, tags_url: &str, weights: WeightsChoice, backend: BackendChoice) -> Result<(), String> {
     let t0 = now_ms();
     // The sha256 is computed once, while the file is parsed (`ModelIdentity::gguf_sha256`), and
     // compared here; a cached copy that fails is dropped and downloaded again.
@@ -135,16 +150,21 @@ async fn init(model_url: &str, sha256: &str, tags_url: &str, weights: WeightsCho
             WeightsChoice::Quantized => "Checking the model (sha256) and loading its quantised weights (~100 MB)…",
         });
         yield_now().await;
-        let checked = Model::from_bytes(bytes, weights_of(weights))
-            .map_err(|e| format!("cannot load the model: {e}"))
-            .and_then(|m| {
-                let got = &m.identity.gguf_sha256;
-                if got == sha256 {
-                    Ok(m)
-                } else {
-                    Err(format!("the model file is not the expected one (sha256 {got}, expected {sha256}); reload to try again"))
-                }
-            });
+        let checked = GgufFile::from_bytes(bytes).map_err(|e| format!("cannot load the model: {e}")).and_then(|f| {
+            let got = &f.identity.gguf_sha256;
+            if got == sha256 {
+                Ok(f)
+            } else {
+                Err(format!("the model file is not the expected one (sha256 {got}, expected {sha256}); reload to try again"))
+            }
+        });
+        let checked = match checked {
+            Ok(file) => {
+                setup_backend(&file, backend).await;
+                Model::from_gguf(file, weights_of(weights)).map_err(|e| format!("cannot load the model: {e}"))
+            }
+            Err(e) => Err(e),
+        };
         match checked {
             Ok(m) => {
                 if let Some(copy) = copy {
@@ -205,7 +225,7 @@ fn ready(model: Rc<Model>, lib: TagLibrary, tag_errors: Vec<String>, weights: We
     });
     send(&FromWorker::Ready {
         weights,
-        backend: "CPU (WebAssembly, SIMD)".into(),
+        backend: STATE.with(|s| s.borrow().backend.clone()),
         load_ms: now_ms() - t0,
         from_cache,
         model: info,
@@ -216,7 +236,7 @@ fn ready(model: Rc<Model>, lib: TagLibrary, tag_errors: Vec<String>, weights: We
 
 /// A user's own GGUF file: checked by the core (architecture, metadata, tensors); if it loads it
 /// replaces the model and the tags are checked again against it, else the loaded model stays.
-async fn load_local_model(file: &str, bytes: Vec<u8>, weights: WeightsChoice) {
+async fn load_local_model(file: &str, bytes: Vec<u8>, weights: WeightsChoice, backend: BackendChoice) {
     let t0 = now_ms();
     status(format!("Checking {file}…"));
     yield_now().await;
@@ -235,6 +255,7 @@ async fn load_local_model(file: &str, bytes: Vec<u8>, weights: WeightsChoice) {
     });
     status(format!("Preparing {file}…"));
     yield_now().await;
+    setup_backend(&gguf, backend).await;
     let model = match Model::from_gguf(gguf, weights_of(weights)) {
         Ok(m) => Rc::new(m),
         Err(e) => {
@@ -252,6 +273,44 @@ async fn load_local_model(file: &str, bytes: Vec<u8>, weights: WeightsChoice) {
         }
     }
     ready(model, lib, errors, weights, t0, false, format!("local file {file}"));
+}
+
+/// Puts the model on the GPU when `choice` allows it and the browser offers a WebGPU adapter
+/// that can run it; records what runs and why.
+async fn setup_backend(file: &GgufFile, choice: BackendChoice) {
+    let backend = match choice {
+        BackendChoice::Cpu => format!("{CPU_BACKEND} — chosen in the page"),
+        _ => match gpu_model(file, choice).await {
+            Ok(description) => description,
+            Err(why) => format!("{CPU_BACKEND} — {why}"),
+        },
+    };
+    STATE.with(|s| s.borrow_mut().backend = backend);
+}
+
+/// Uploads the model to a new WebGPU device: a description of it, or why not.
+#[cfg(feature = "gpu")]
+async fn gpu_model(file: &GgufFile, choice: BackendChoice) -> Result<String, String> {
+    STATE.with(|s| s.borrow_mut().gpu = None);
+    status("Looking for a WebGPU adapter…");
+    let gpu = Gpu::new().await.map_err(|e| e.to_string())?;
+    let name = gpu.describe();
+    if gpu.is_software() && choice == BackendChoice::Auto {
+        return Err(format!(
+            "the browser's only WebGPU adapter is a software one ({name}), slower than this CPU \
+             path; choose WebGPU to use it anyway"
+        ));
+    }
+    status(format!("Uploading the weights to the GPU ({name})…"));
+    yield_now().await;
+    let llama = GpuLlama::new(gpu, file).map_err(|e| format!("WebGPU ({name}) cannot run this model: {e}"))?;
+    STATE.with(|s| s.borrow_mut().gpu = Some(llama));
+    Ok(format!("WebGPU ({name})"))
+}
+
+#[cfg(not(feature = "gpu"))]
+async fn gpu_model(_file: &GgufFile, _choice: BackendChoice) -> Result<String, String> {
+    Err("this build has no WebGPU backend".into())
 }
 
 /// The model file's bytes: from Cache Storage when `use_cache` and it is there, else downloaded
@@ -435,10 +494,13 @@ async fn predict(id: u32, tag: &str, items: Vec<Vec<String>>) {
         }
         let batch: Vec<Vec<String>> = part.iter().map(|&i| items[i].clone()).collect();
         let before = done;
-        let results = predictor.predict_with_progress(&batch, |d, _| {
-            send(&FromWorker::Progress { id, done: before + d, total });
-            true
-        });
+        let results = match predict_on_gpu(&predictor, &batch).await {
+            Some(results) => results,
+            None => predictor.predict_with_progress(&batch, |d, _| {
+                send(&FromWorker::Progress { id, done: before + d, total });
+                true
+            }),
+        };
         let computed: Vec<(usize, Outcome)> = part
             .iter()
             .zip(results)
@@ -460,6 +522,36 @@ async fn predict(id: u32, tag: &str, items: Vec<Vec<String>>) {
         .map(|v| v.unwrap_or_else(|| Outcome::Error("cancelled before it was computed".into())))
         .collect();
     send(&FromWorker::Results { id, values, ms: now_ms() - t0, cancelled });
+}
+
+/// `batch` on the GPU when the model is there: `None` when it is not, or when the GPU fails —
+/// then the GPU is given up for the CPU (the page is told why) and the caller runs the batch on
+/// the CPU, so no input is lost.
+#[cfg(feature = "gpu")]
+async fn predict_on_gpu(predictor: &Predictor<'_>, batch: &[Vec<String>]) -> Option<Vec<Result<f64, String>>> {
+    let mut gpu = STATE.with(|s| s.borrow_mut().gpu.take())?;
+    let result = predictor.predict_gpu(&mut gpu, batch).await;
+    if STATE.with(|s| s.borrow().lose_gpu.replace(false)) {
+        gpu.gpu().lose_device();
+    }
+    match result {
+        Ok(values) => {
+            STATE.with(|s| s.borrow_mut().gpu = Some(gpu));
+            Some(values)
+        }
+        Err(e) => {
+            let backend = format!("{CPU_BACKEND} — WebGPU failed during a run ({e}); the CPU took over");
+            web_sys::console::warn_1(&backend.clone().into());
+            STATE.with(|s| s.borrow_mut().backend = backend.clone());
+            send(&FromWorker::Backend { backend });
+            None
+        }
+    }
+}
+
+#[cfg(not(feature = "gpu"))]
+async fn predict_on_gpu(_predictor: &Predictor<'_>, _batch: &[Vec<String>]) -> Option<Vec<Result<f64, String>>> {
+    None
 }
 
 /// The `k` vocabulary tokens nearest (cosine similarity) to each vector of `name`: the token

@@ -55,10 +55,14 @@ impl Gpu {
             })
             .await
             .map_err(|e| {
-                Error::Gpu(format!(
-                    "no GPU adapter ({e}); natively install a Vulkan driver (e.g. apt-get install \
-                     mesa-vulkan-drivers for the software one), in a browser enable WebGPU"
-                ))
+                Error::Gpu(if cfg!(target_arch = "wasm32") {
+                    format!("this browser offers no WebGPU adapter ({e})")
+                } else {
+                    format!(
+                        "no GPU adapter ({e}); install a Vulkan driver (e.g. apt-get install \
+                         mesa-vulkan-drivers for the software one)"
+                    )
+                })
             })?;
         let info = adapter.get_info();
         let (device, queue) = adapter
@@ -104,9 +108,28 @@ impl Gpu {
         block_on(Self::new())
     }
 
-    /// A one-line description of the adapter, e.g. `llvmpipe (LLVM 19.1.7, 256 bits) (Vulkan, Cpu)`.
+    /// A one-line description of the adapter, e.g. `llvmpipe (LLVM 19.1.7, 256 bits); software,
+    /// Vulkan` (browsers may give no name).
     pub fn describe(&self) -> String {
-        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+        let name = if self.info.name.is_empty() { "unnamed adapter" } else { &self.info.name };
+        let kind = match self.info.device_type {
+            wgpu::DeviceType::Cpu => "software",
+            wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+            wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+            wgpu::DeviceType::VirtualGpu => "virtual GPU",
+            wgpu::DeviceType::Other => "GPU",
+        };
+        let backend = match self.info.backend {
+            wgpu::Backend::BrowserWebGpu => "browser WebGPU".to_string(),
+            other => format!("{other:?}"),
+        };
+        format!("{name}; {kind}, {backend}")
+    }
+
+    /// A software adapter (lavapipe, SwiftShader: the browser's fallback adapter): correct, but
+    /// slower than the CPU path.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
     }
 
     /// A storage buffer holding `bytes` (padded with zeros to whole 4-byte words).

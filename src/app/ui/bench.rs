@@ -30,7 +30,7 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
 use super::{query, MODEL_URL, TAGS_URL, WORKER_URL};
-use crate::app::protocol::{FromWorker, ToWorker, WeightsChoice};
+use crate::app::protocol::{BackendChoice, FromWorker, ToWorker, WeightsChoice};
 use crate::app::worker::MODEL_CACHE;
 use crate::model::DEFAULT_MODEL_SHA256;
 
@@ -161,6 +161,8 @@ async fn load(weights: WeightsChoice, status: RwSignal<String>) -> Result<(Bench
                 model_sha256: DEFAULT_MODEL_SHA256.into(),
                 tags_url: TAGS_URL.into(),
                 weights,
+                // The bench view measures the CPU (WebAssembly) path against wllama's.
+                backend: BackendChoice::Cpu,
             }),
             FromWorker::Status { text } => status.set(text),
             FromWorker::Download { loaded, total } => {

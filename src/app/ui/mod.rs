@@ -21,7 +21,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{DragEvent, ErrorEvent, File, FileList, HtmlInputElement, MessageEvent, Response, Worker};
 
-use super::protocol::{FromWorker, ModelInfo, Outcome, TagInfo, ToWorker, WeightsChoice};
+use super::protocol::{BackendChoice, FromWorker, ModelInfo, Outcome, TagInfo, ToWorker, WeightsChoice};
 use crate::input::{read_records, InputKind};
 use crate::model::DEFAULT_MODEL_SHA256;
 use crate::predict::render_input;
@@ -128,6 +128,11 @@ pub(crate) struct App {
     download: RwSignal<Option<(u64, u64)>>,
     download_start: RwSignal<f64>,
     weights: RwSignal<WeightsChoice>,
+    /// Where the user wants the forward pass to run, and what the worker says runs (and why).
+    backend_choice: RwSignal<BackendChoice>,
+    backend: RwSignal<String>,
+    /// `?fault=lose-gpu`: tell the worker to destroy its GPU device during the next run (tests).
+    lose_gpu: bool,
     load_info: RwSignal<String>,
     model: RwSignal<ModelInfo>,
     model_error: RwSignal<String>,
@@ -182,6 +187,11 @@ impl App {
             download: RwSignal::new(None),
             download_start: RwSignal::new(0.0),
             weights: RwSignal::new(WeightsChoice::F32),
+            backend_choice: RwSignal::new(BackendChoice::parse(
+                &query("backend").or_else(|| storage::get(storage::BACKEND)).unwrap_or_default(),
+            )),
+            backend: RwSignal::new("—".into()),
+            lose_gpu: query("fault").as_deref() == Some("lose-gpu"),
             load_info: RwSignal::new(String::new()),
             model: RwSignal::new(ModelInfo::default()),
             model_error: RwSignal::new(String::new()),
@@ -291,6 +301,7 @@ impl App {
                         model_sha256: DEFAULT_MODEL_SHA256.into(),
                         tags_url: TAGS_URL.into(),
                         weights,
+                        backend: self.backend_choice.get_untracked(),
                     },
                     None,
                 );
@@ -317,7 +328,8 @@ impl App {
                     "downloaded" => "downloaded".to_string(),
                     other => format!("from the {other}"),
                 };
-                self.load_info.set(format!("{backend}, {w}; model {source} and loaded in {:.1} s", load_ms / 1000.0));
+                self.backend.set(backend);
+                self.load_info.set(format!("{w}; model {source} and loaded in {:.1} s", load_ms / 1000.0));
                 self.model.set(model);
                 self.model_error.set(String::new());
                 self.set_tags(tags, tag_errors);
@@ -326,6 +338,7 @@ impl App {
                 self.status.set("Model ready".into());
                 self.offline.check_cached();
             }
+            FromWorker::Backend { backend } => self.backend.set(backend),
             FromWorker::Fatal { message } => self.worker_failed(message),
             FromWorker::ModelError { message } => {
                 self.model_error.set(message);
@@ -517,6 +530,9 @@ impl App {
         self.show_all.set(false);
         self.save_results(true);
         post(&ToWorker::Predict { id, tag: tag.name, items }, None);
+        if self.lose_gpu {
+            post(&ToWorker::LoseGpuDevice, None);
+        }
     }
 
     /// Files from a picker or a drop: tag files, a model file, or inputs (by extension).
@@ -551,6 +567,18 @@ impl App {
         });
     }
 
+    /// Runs the model where the user chose: the worker starts again (the model comes from the
+    /// browser's cache) and the choice is remembered.
+    fn choose_backend(self, choice: BackendChoice) {
+        if choice == self.backend_choice.get_untracked() {
+            return;
+        }
+        self.backend_choice.set(choice);
+        storage::set(storage::BACKEND, choice.name());
+        self.backend.set("—".into());
+        self.spawn_worker(self.weights.get_untracked());
+    }
+
     fn load_model_file(self, file: File) {
         if self.state.get_untracked() != "ready" || self.running.get_untracked().is_some() {
             self.model_error.set("Wait until the model is ready and no run is going, then open the file again.".into());
@@ -560,9 +588,10 @@ impl App {
         self.model_error.set(String::new());
         self.status.set(format!("Reading {}…", file.name()));
         let weights = self.weights.get_untracked();
+        let backend = self.backend_choice.get_untracked();
         spawn_local(async move {
             match JsFuture::from(file.array_buffer()).await {
-                Ok(buf) => post(&ToWorker::LoadModel { file: file.name(), weights }, Some(Uint8Array::new(&buf))),
+                Ok(buf) => post(&ToWorker::LoadModel { file: file.name(), weights, backend }, Some(Uint8Array::new(&buf))),
                 Err(e) => {
                     self.model_error.set(format!("{}: cannot read the file: {e:?}", file.name()));
                     self.state.set("ready");
@@ -664,12 +693,6 @@ pub fn mount() {
 #[component]
 fn Page() -> impl IntoView {
     let app = App::new();
-    let requested = query("backend").unwrap_or_else(|| "cpu".into()).to_lowercase();
-    let backend = if requested == "cpu" {
-        "CPU (WebAssembly, SIMD)".to_string()
-    } else {
-        format!("CPU (WebAssembly, SIMD) — backend `{requested}` is not available yet")
-    };
     let weights = if query("weights").is_some_and(|w| w == "quantized" || w == "q4") {
         WeightsChoice::Quantized
     } else {
@@ -830,7 +853,19 @@ fn Page() -> impl IntoView {
             })}
             <p class="error small" data-testid="model-error">{move || app.model_error.get()}</p>
             <dl class="statusline" data-testid="status-line">
-                <dt>"Backend"</dt><dd data-testid="backend">{backend}</dd>
+                <dt>"Backend"</dt>
+                <dd>
+                    <select data-testid="backend-choice" aria-label="Where the model runs"
+                        prop:value=move || app.backend_choice.get().name()
+                        prop:disabled=move || app.state.get() != "ready" || app.running.get().is_some()
+                        on:change=move |ev| app.choose_backend(BackendChoice::parse(&event_target_value(&ev)))>
+                        <option value="auto">"Auto"</option>
+                        <option value="gpu">"WebGPU"</option>
+                        <option value="cpu">"CPU"</option>
+                    </select>
+                    " "
+                    <span data-testid="backend">{move || app.backend.get()}</span>
+                </dd>
                 <dt>"Model"</dt>
                 <dd data-testid="model-version">{move || {
                     let m = app.model.get();

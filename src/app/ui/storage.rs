@@ -10,6 +10,7 @@ pub const INPUT: &str = "tagllm.input";
 pub const PROTEIN: &str = "tagllm.protein";
 pub const TAG: &str = "tagllm.tag";
 pub const RESULTS: &str = "tagllm.results";
+pub const BACKEND: &str = "tagllm.backend";
 
 /// The results table as saved.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -465,7 +465,7 @@ fn peak_rss_mb() -> Option<f64> {
 fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
     if backend == "gpu" {
         #[cfg(feature = "gpu")]
-        return bench_gpu(cli, as_json);
+        return bench_gpu(cli, tag, as_json);
         #[cfg(not(feature = "gpu"))]
         bail!("backend `gpu` needs a build with the GPU backend: cargo build --release --features gpu");
     }
@@ -517,9 +517,10 @@ fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
 /// Prefill on the GPU backend: the forward pass over 50 and 512 tokens (the CPU bench's
 /// prompts), median of 3 after a warm-up pass that builds the buffers for the length (1 on a
 /// software adapter such as lavapipe, where a pass takes minutes). The embeddings are built on
-/// the CPU and uploaded, the hidden states read back: both are timed.
+/// the CPU and uploaded, the hidden states read back: both are timed. Then molecules/s of `tag`
+/// over the benchmark SMILES (the first 10 on a software adapter).
 #[cfg(feature = "gpu")]
-fn bench_gpu(cli: &Cli, as_json: bool) -> Result<()> {
+fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
     use tagllm::gpu::{Gpu, GpuLlama};
     use tagllm::model::{GgufFile, Segment, Weights};
     let start = std::time::Instant::now();
@@ -547,8 +548,21 @@ fn bench_gpu(cli: &Cli, as_json: bool) -> Result<()> {
         let ms = times[times.len() / 2];
         prefill.push(tagllm::bench::PrefillFigure { tokens: n, ms, tokens_per_s: n as f64 * 1000.0 / ms });
     }
+    let library = load_library(&cli.tags, &model, true)?;
+    let predictor = Predictor::new(&model, &library, tag)?;
+    let count = if reps == 1 { 10 } else { 100 };
+    let items: Vec<Vec<String>> =
+        tagllm::bench::BENCH_SMILES.lines().filter(|l| !l.is_empty()).take(count).map(|l| vec![l.to_string()]).collect();
+    predictor.predict_gpu_blocking(&mut llama, &items[..1])?; // warm-up
+    let t = now();
+    let failed = predictor.predict_gpu_blocking(&mut llama, &items)?.iter().filter(|r| r.is_err()).count();
+    let molecules_per_s = items.len() as f64 * 1000.0 / (now() - t);
+    if failed > 0 {
+        bail!("{failed} benchmark molecules failed");
+    }
     if as_json {
-        let v = json!({ "backend": "gpu", "adapter": adapter, "weights_upload_ms": upload_ms, "prefill": prefill });
+        let v = json!({ "backend": "gpu", "adapter": adapter, "weights_upload_ms": upload_ms, "prefill": prefill,
+                        "molecules": items.len(), "molecules_tag": tag, "molecules_per_s": molecules_per_s });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -557,5 +571,6 @@ fn bench_gpu(cli: &Cli, as_json: bool) -> Result<()> {
     for p in &prefill {
         println!("prefill {:>4} tokens: {:>8.1} ms  {:>8.1} tokens/s", p.tokens, p.ms, p.tokens_per_s);
     }
+    println!("{tag} over {} molecules: {molecules_per_s:.2} molecules/s (each prompt whole, one at a time)", items.len());
     Ok(())
 }
