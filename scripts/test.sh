@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up what the tests need (scripts/setup.sh) and runs every test:
 #   native unit + integration tests on the real model and tokenizer, the CLI end to end,
-#   a wasm32 build of the core (the browser's inference engine), a short fuzz run of every
-#   parser, and the web page end to end.
+#   the WebGPU kernels and model against the CPU path (natively on lavapipe, in headless
+#   Chromium on SwiftShader), a wasm32 build of the core (the browser's inference engine), a short
+#   fuzz run of every parser, and the web page end to end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -16,6 +17,8 @@ echo "== fuzzing: GGUF, tag files, inputs, tokenizer, 60 s each (cargo-fuzz, sta
 scripts/fuzz.sh 60
 echo "== the web page end to end (trunk build, headless Chromium, numbers vs the CLI)"
 tests/e2e/run.sh
+echo "== the GPU kernels against the CPU path in headless Chromium (WebGPU on SwiftShader; tests/gpu_web.rs)"
+CHROMEDRIVER=/usr/bin/chromedriver cargo test --target wasm32-unknown-unknown --no-default-features --features gpu --test gpu_web
 echo "== data splits rebuild byte-identical from their sources"
 tests/data/splits_reproduce.sh
 echo "== all tests passed"

@@ -149,7 +149,7 @@ pub fn check_matmul(quant: Quant, w: &[u8], n: usize, k: usize) -> Result<()> {
 impl Gpu {
     /// Runs `kernel` once: uploads `inputs` (bindings 1…), allocates `out_len` f32 values for the
     /// last binding (unless `in_place`, when the result is read from input 0), one submit.
-    fn run_once(
+    async fn run_once(
         &self,
         kernel: &Kernel,
         params: [u32; 4],
@@ -180,31 +180,31 @@ impl Gpu {
         }
         enc.copy_buffer_to_buffer(result, 0, &staging, 0, (out_len * 4) as u64);
         self.queue.submit([enc.finish()]);
-        block_on_native(self.read_staging(&staging, out_len))
+        self.read_staging(&staging, out_len).await
     }
 
     /// `x[m, k] · W[n, k]ᵀ` with `w` the raw GGUF blocks of W.
-    pub fn run_matmul(&self, quant: Quant, w: &[u8], x: &[f32], m: usize, n: usize, k: usize) -> Result<Vec<f32>> {
+    pub async fn run_matmul(&self, quant: Quant, w: &[u8], x: &[f32], m: usize, n: usize, k: usize) -> Result<Vec<f32>> {
         check_matmul(quant, w, n, k)?;
         check_len("x", x.len(), m * k)?;
         let (p, wg) = shape::matmul(m, n, k);
-        self.run_once(self.kernels.matmul(quant), p, wg, &[w, bytemuck::cast_slice(x)], m * n, false)
+        self.run_once(self.kernels.matmul(quant), p, wg, &[w, bytemuck::cast_slice(x)], m * n, false).await
     }
 
     /// RMSNorm of each row of `x` (`[rows, weight.len()]`).
-    pub fn run_rmsnorm(&self, x: &[f32], weight: &[f32], eps: f32) -> Result<Vec<f32>> {
+    pub async fn run_rmsnorm(&self, x: &[f32], weight: &[f32], eps: f32) -> Result<Vec<f32>> {
         let d = weight.len();
         if d == 0 || x.len() % d != 0 {
             return Err(Error::Gpu(format!("rmsnorm of {} values by a weight of {d}", x.len())));
         }
         let (p, wg) = shape::rmsnorm(x.len() / d, d, eps);
         let inputs: &[&[u8]] = &[bytemuck::cast_slice(x), bytemuck::cast_slice(weight)];
-        self.run_once(&self.kernels.rmsnorm, p, wg, inputs, x.len(), false)
+        self.run_once(&self.kernels.rmsnorm, p, wg, inputs, x.len(), false).await
     }
 
     /// Interleaved RoPE of `x` (`[tokens, heads, head_dim]`) at positions `pos0…`, with tables
     /// `cos`/`sin` of `[positions, head_dim / 2]`.
-    pub fn run_rope(&self, x: &[f32], heads: usize, head_dim: usize, pos0: usize, cos: &[f32], sin: &[f32]) -> Result<Vec<f32>> {
+    pub async fn run_rope(&self, x: &[f32], heads: usize, head_dim: usize, pos0: usize, cos: &[f32], sin: &[f32]) -> Result<Vec<f32>> {
         let tokens = x.len() / (heads * head_dim);
         check_len("x", x.len(), tokens * heads * head_dim)?;
         if (pos0 + tokens) * head_dim / 2 > cos.len().min(sin.len()) {
@@ -212,11 +212,11 @@ impl Gpu {
         }
         let (p, wg) = shape::rope(tokens, heads, head_dim, pos0);
         let inputs: &[&[u8]] = &[bytemuck::cast_slice(x), bytemuck::cast_slice(cos), bytemuck::cast_slice(sin)];
-        self.run_once(&self.kernels.rope, p, wg, inputs, x.len(), true)
+        self.run_once(&self.kernels.rope, p, wg, inputs, x.len(), true).await
     }
 
     /// Causal GQA over one sequence: `q` `[t, heads, 64]`, `k`/`v` `[t, kv_heads, 64]`.
-    pub fn run_attention(&self, q: &[f32], k: &[f32], v: &[f32], heads: usize, kv_heads: usize) -> Result<Vec<f32>> {
+    pub async fn run_attention(&self, q: &[f32], k: &[f32], v: &[f32], heads: usize, kv_heads: usize) -> Result<Vec<f32>> {
         let hd = ATTENTION_HEAD_DIM;
         if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
             return Err(Error::Gpu(format!("{heads} heads do not group over {kv_heads} kv heads")));
@@ -227,23 +227,23 @@ impl Gpu {
         check_len("v", v.len(), t * kv_heads * hd)?;
         let (p, wg) = shape::attention(t, heads, kv_heads);
         let inputs: &[&[u8]] = &[bytemuck::cast_slice(q), bytemuck::cast_slice(k), bytemuck::cast_slice(v)];
-        self.run_once(&self.kernels.attention, p, wg, inputs, q.len(), false)
+        self.run_once(&self.kernels.attention, p, wg, inputs, q.len(), false).await
     }
 
     /// `silu(gate) * up`.
-    pub fn run_silu_mul(&self, gate: &[f32], up: &[f32]) -> Result<Vec<f32>> {
+    pub async fn run_silu_mul(&self, gate: &[f32], up: &[f32]) -> Result<Vec<f32>> {
         check_len("up", up.len(), gate.len())?;
         let (p, wg) = shape::elementwise(gate.len());
         let inputs: &[&[u8]] = &[bytemuck::cast_slice(gate), bytemuck::cast_slice(up)];
-        self.run_once(&self.kernels.silu_mul, p, wg, inputs, gate.len(), false)
+        self.run_once(&self.kernels.silu_mul, p, wg, inputs, gate.len(), false).await
     }
 
     /// `h + y`.
-    pub fn run_add(&self, h: &[f32], y: &[f32]) -> Result<Vec<f32>> {
+    pub async fn run_add(&self, h: &[f32], y: &[f32]) -> Result<Vec<f32>> {
         check_len("y", y.len(), h.len())?;
         let (p, wg) = shape::elementwise(h.len());
         let inputs: &[&[u8]] = &[bytemuck::cast_slice(h), bytemuck::cast_slice(y)];
-        self.run_once(&self.kernels.add, p, wg, inputs, h.len(), true)
+        self.run_once(&self.kernels.add, p, wg, inputs, h.len(), true).await
     }
 }
 
@@ -254,13 +254,3 @@ fn check_len(name: &str, got: usize, want: usize) -> Result<()> {
     Ok(())
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn block_on_native<F: std::future::Future>(fut: F) -> F::Output {
-    super::block_on(fut)
-}
-
-/// One-shot runs block, which a browser cannot: they are for native tests and tools.
-#[cfg(target_arch = "wasm32")]
-fn block_on_native<F: std::future::Future<Output = Result<Vec<f32>>>>(_fut: F) -> F::Output {
-    Err(Error::Gpu("one-shot kernel runs block, which the browser's main loop cannot".into()))
-}
