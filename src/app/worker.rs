@@ -131,7 +131,7 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
             generate(id, &prompt, max_tokens, temperature, seed)
         }
         ToWorker::Bench { molecules, tag, kernels, prefill, decode_tokens } => {
-            bench::run(molecules, &tag, kernels, &prefill, decode_tokens)
+            bench::run(molecules, &tag, kernels, &prefill, decode_tokens).await
         }
     }
 }

@@ -38,6 +38,8 @@ def main():
         assert v["decode_tokens"] == 8 and v["decode_tokens_per_s"] > 0, v["decode_tokens_per_s"]
         assert v["molecules"] == 5 and v["molecules_tag"] == "QED" and v["molecules_per_s"] > 0, v.get("molecules_error")
         assert v["wasm_memory_mb"] >= v["wasm_memory_mb_after_load"] > 100, v["wasm_memory_mb"]
+        # No WebGPU in this Chromium: no GPU figures, and the report says why.
+        assert v["gpu"] is None and "no WebGPU adapter" in v["backend_in_use"], (v["gpu"], v["backend_in_use"])
         rows = driver.find_elements(By.CSS_SELECTOR, '[data-testid="bench-table"] tbody tr')
         assert len(rows) >= 6, len(rows)
         v.pop("prompt_tokens")

@@ -9,7 +9,9 @@
     browser's cache) and the page says the CPU runs because it was chosen;
 (d) a GPU device lost in the middle of a batch (`?fault=lose-gpu` destroys it after the first
     sub-batch, as a driver reset would): the batch finishes on the CPU, every input gets its
-    value, and the page says what happened.
+    value, and the page says what happened;
+(e) the benchmark view (`?bench&backend=gpu`) adds the GPU's figures (adapter, prefill,
+    molecules/s) to the CPU's.
 
 (The CPU fallback where the browser offers no WebGPU at all is checked by test_page.py.)
 
@@ -118,6 +120,21 @@ def main():
         assert backend.startswith("CPU") and "WebGPU failed during a run" in backend, backend
         metrics["backend_after_device_loss"] = backend
         full_screenshot(driver, args.out / "screenshot-webgpu-lost.png")
+
+        # (e) The benchmark view on the GPU: its figures beside the CPU's.
+        driver.get(url + "?bench&quick&n=3&backend=gpu")
+        WebDriverWait(driver, 600, poll_frequency=0.5).until(
+            lambda d: testid(d, "bench-json").get_attribute("data-state") in ("done", "error"))
+        el = testid(driver, "bench-json")
+        assert el.get_attribute("data-state") == "done", testid(driver, "bench-error").text
+        v = json.loads(driver.execute_script("return arguments[0].textContent", el))
+        gpu = v["gpu"]
+        assert v["backend_in_use"].startswith("WebGPU") and gpu and "software" in gpu["adapter"], (v["backend_in_use"], gpu)
+        assert gpu["prefill"][0]["tokens"] == 50 and gpu["prefill"][0]["tokens_per_s"] > 0, gpu
+        assert gpu["molecules"] == 3 and gpu["molecules_failed"] == 0 and gpu["molecules_per_s"] > 0, gpu
+        metrics["bench_gpu"] = gpu
+        print(f"  ?bench on SwiftShader: prefill 50 {gpu['prefill'][0]['tokens_per_s']:.1f} tokens/s, "
+              f"{gpu['molecules_per_s']:.3f} molecules/s (CPU: {v['molecules_per_s']:.2f})")
     except Exception:
         try:
             driver.save_screenshot(str(args.out / "failure-webgpu.png"))

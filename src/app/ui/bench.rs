@@ -14,7 +14,9 @@
 //! The figures are shown as a table and as JSON in `<pre data-testid="bench-json">` (its
 //! `data-state` is running / done / error). URL options: `n=N` molecules (default 100), `tag=NAME`
 //! (default QED), `quick` (one load from wherever the model is, no matrix products, prefill at 50
-//! tokens only, 8 decoding steps: the end-to-end test's short check), `weights=quantized`.
+//! tokens only, 8 decoding steps: the end-to-end test's short check), `weights=quantized`,
+//! `backend=auto|gpu|cpu` (as the page: with the model on a GPU the report adds its figures under
+//! `gpu` — adapter, prefill, molecules/s — so any browser on any GPU can be measured).
 //! Only own-origin connections, no inline script or style: it runs under the page's CSP.
 
 use std::cell::RefCell;
@@ -46,6 +48,7 @@ struct Options {
     tag: String,
     quick: bool,
     weights: WeightsChoice,
+    backend: BackendChoice,
 }
 
 impl Options {
@@ -60,6 +63,7 @@ impl Options {
             molecules: query("n").and_then(|n| n.parse().ok()).unwrap_or(100),
             tag: query("tag").filter(|t| !t.is_empty()).unwrap_or_else(|| "QED".into()),
             quick,
+            backend: BackendChoice::parse(&query("backend").unwrap_or_default()),
             weights: if query("weights").is_some_and(|w| w == "quantized" || w == "q4") {
                 WeightsChoice::Quantized
             } else {
@@ -151,7 +155,7 @@ impl Drop for BenchWorker {
 }
 
 /// Starts a worker and loads the model: (the worker, what the load took and where from).
-async fn load(weights: WeightsChoice, status: RwSignal<String>) -> Result<(BenchWorker, Value), String> {
+async fn load(weights: WeightsChoice, backend: BackendChoice, status: RwSignal<String>) -> Result<(BenchWorker, Value), String> {
     let t0 = perf_now();
     let worker = BenchWorker::start()?;
     loop {
@@ -161,8 +165,9 @@ async fn load(weights: WeightsChoice, status: RwSignal<String>) -> Result<(Bench
                 model_sha256: DEFAULT_MODEL_SHA256.into(),
                 tags_url: TAGS_URL.into(),
                 weights,
-                // The bench view measures the CPU (WebAssembly) path against wllama's.
-                backend: BackendChoice::Cpu,
+                // The CPU (WebAssembly) figures are always measured (against wllama's); the GPU's
+                // too when the worker runs on one (`backend=`, default Auto as in the page).
+                backend,
             }),
             FromWorker::Status { text } => status.set(text),
             FromWorker::Download { loaded, total } => {
@@ -250,13 +255,13 @@ async fn run(opts: Options, status: RwSignal<String>) -> Result<Value, String> {
     if !opts.quick {
         status.set("Cold load: the model's Cache Storage entry deleted; downloading…".into());
         let was_cached = forget_cached_model().await?;
-        let (worker, mut cold) = load(opts.weights, status).await?;
+        let (worker, mut cold) = load(opts.weights, opts.backend, status).await?;
         cold["was_cached_before"] = json!(was_cached);
         drop(worker);
         out["load_cold"] = cold;
         status.set("Warm load: a new worker, the model from Cache Storage…".into());
     }
-    let (worker, warm) = load(opts.weights, status).await?;
+    let (worker, warm) = load(opts.weights, opts.backend, status).await?;
     out["weights"] = warm["weights"].clone();
     out[if opts.quick { "load" } else { "load_warm" }] = warm;
     let (prefill, decode_tokens) = if opts.quick { (vec![50], 8) } else { (vec![50, 512], 32) };
@@ -318,6 +323,17 @@ fn rows(v: &Value) -> Vec<(String, String)> {
             None => format!("not available: {}", mem["why"].as_str().unwrap_or("")),
         },
     ));
+    rows.push(("backend in use".into(), v["backend_in_use"].as_str().unwrap_or("").to_string()));
+    let gpu = &v["gpu"];
+    if let Some(e) = gpu["error"].as_str() {
+        rows.push(("GPU".into(), format!("failed: {e}")));
+    } else if gpu.is_object() {
+        rows.push(("GPU adapter".into(), gpu["adapter"].as_str().unwrap_or("").to_string()));
+        for p in gpu["prefill"].as_array().into_iter().flatten() {
+            rows.push((format!("GPU prefill {} tokens", p["tokens"]), format!("{:.1} tokens/s ({:.0} ms)", f(&p["tokens_per_s"]), f(&p["ms"]))));
+        }
+        rows.push((format!("GPU <{tag}> over {} SMILES", gpu["molecules"]), format!("{:.2} molecules/s", f(&gpu["molecules_per_s"]))));
+    }
     for k in v["kernels"].as_array().into_iter().flatten() {
         rows.push((
             format!("f32 matmul {}", k["name"].as_str().unwrap_or("")),

@@ -26,14 +26,74 @@ pub fn wasm_memory_bytes() -> f64 {
     memory.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64
 }
 
-/// Runs the benchmark and answers with [`FromWorker::BenchReport`].
-pub fn run(molecules: usize, tag: &str, kernels: bool, prefill: &[usize], decode_tokens: usize) {
-    let report = measure(molecules, tag, kernels, prefill, decode_tokens);
+/// Runs the benchmark and answers with [`FromWorker::BenchReport`]: the CPU figures, then the
+/// GPU's when the model is on a GPU (`gpu`: adapter, prefill, molecules/s).
+pub async fn run(molecules: usize, tag: &str, kernels: bool, prefill: &[usize], decode_tokens: usize) {
+    let mut report = measure(molecules, tag, kernels, prefill, decode_tokens);
+    if let Ok(r) = &mut report {
+        r["gpu"] = match gpu_figures(molecules, tag, prefill).await {
+            Ok(Some(g)) => g,
+            Ok(None) => json!(null),
+            Err(e) => json!({ "error": e }),
+        };
+        r["backend_in_use"] = json!(STATE.with(|s| s.borrow().backend.clone()));
+    }
     let (report, error) = match report {
         Ok(r) => (Some(r), None),
         Err(e) => (None, Some(e)),
     };
     send(&FromWorker::BenchReport { report, error });
+}
+
+/// The GPU's figures, when the model is on one: prefill at each of `prefill` tokens (after a
+/// warm-up pass at that length) and `tag` over the first `molecules` benchmark SMILES, each
+/// prompt whole (as the page predicts on the GPU).
+#[cfg(feature = "gpu")]
+async fn gpu_figures(molecules: usize, tag: &str, prefill: &[usize]) -> Result<Option<serde_json::Value>, String> {
+    let Some(mut gpu) = STATE.with(|s| s.borrow_mut().gpu.take()) else { return Ok(None) };
+    let result = gpu_measure(&mut gpu, molecules, tag, prefill).await.map_err(|e| e.to_string());
+    STATE.with(|s| s.borrow_mut().gpu = Some(gpu));
+    result.map(Some)
+}
+
+#[cfg(feature = "gpu")]
+async fn gpu_measure(gpu: &mut crate::gpu::GpuLlama, molecules: usize, tag: &str, prefill: &[usize]) -> crate::Result<serde_json::Value> {
+    let (model, lib) = STATE.with(|s| {
+        let s = s.borrow();
+        (s.model.clone(), s.library.clone())
+    });
+    let model = model.ok_or_else(|| crate::Error::Usage("the model is not loaded".into()))?;
+    let mut figures = Vec::new();
+    for &n in prefill {
+        status(format!("Benchmark (GPU): prefill of {n} tokens…"));
+        let ids = bench::tokens(&model, n)?;
+        let x = model.llama.embed(&[crate::model::Segment::Tokens(ids)])?.flatten_all()?.to_vec1::<f32>()?;
+        gpu.forward(&x).await?; // builds the buffers for this length
+        let t = now();
+        gpu.forward(&x).await?;
+        let ms = now() - t;
+        figures.push(bench::PrefillFigure { tokens: n, ms, tokens_per_s: n as f64 * 1000.0 / ms });
+    }
+    let items: Vec<Vec<String>> =
+        bench::BENCH_SMILES.lines().filter(|l| !l.is_empty()).take(molecules).map(|l| vec![l.to_string()]).collect();
+    let predictor = Predictor::new(&model, &lib, tag)?;
+    status(format!("Benchmark (GPU): <{tag}> over {} molecules…", items.len()));
+    predictor.predict_gpu(gpu, &items[..1.min(items.len())]).await?;
+    let t = now();
+    let failed = predictor.predict_gpu(gpu, &items).await?.iter().filter(|r| r.is_err()).count();
+    let ms = now() - t;
+    Ok(json!({
+        "adapter": gpu.gpu().describe(),
+        "prefill": figures,
+        "molecules": items.len(),
+        "molecules_failed": failed,
+        "molecules_per_s": items.len() as f64 * 1000.0 / ms,
+    }))
+}
+
+#[cfg(not(feature = "gpu"))]
+async fn gpu_figures(_molecules: usize, _tag: &str, _prefill: &[usize]) -> Result<Option<serde_json::Value>, String> {
+    Ok(None)
 }
 
 fn measure(molecules: usize, tag: &str, kernels: bool, prefill: &[usize], decode_tokens: usize) -> Result<serde_json::Value, String> {
