@@ -313,10 +313,14 @@ async fn gpu_model(_file: &GgufFile, _choice: BackendChoice) -> Result<String, S
     Err("this build has no WebGPU backend".into())
 }
 
+/// Attempts at downloading the model before giving up (a connection that drops mid-file).
+const DOWNLOAD_ATTEMPTS: u32 = 3;
+
 /// The model file's bytes: from Cache Storage when `use_cache` and it is there, else downloaded
-/// with progress. The caller checks them (sha256) and stores a download.
+/// with progress. The caller checks them (sha256) and stores a download. A download that breaks
+/// off (network error, connection closed, fewer bytes than announced) starts again from the
+/// beginning, up to [`DOWNLOAD_ATTEMPTS`] times, and the page is told; an HTTP error does not.
 async fn model_bytes(url: &str, use_cache: bool) -> Result<(Vec<u8>, bool), String> {
-    let scope = scope();
     if use_cache {
         if let Some(cache) = model_cache().await {
             status("Looking for the model in the browser's cache…");
@@ -329,13 +333,49 @@ async fn model_bytes(url: &str, use_cache: bool) -> Result<(Vec<u8>, bool), Stri
             }
         }
     }
-    status("Downloading the model…");
-    let resp: Response = JsFuture::from(scope.fetch_with_str(url))
+    let mut attempt = 1;
+    loop {
+        status("Downloading the model…");
+        // After a bad cached copy, or a broken attempt, past the browser's HTTP cache too.
+        match download(url, !use_cache || attempt > 1).await {
+            Ok(bytes) => return Ok((bytes, false)),
+            Err(Download::Fatal(e)) => return Err(e),
+            Err(Download::Broken(e)) if attempt < DOWNLOAD_ATTEMPTS => {
+                attempt += 1;
+                web_sys::console::warn_1(&format!("the model download broke off ({e}); starting again").into());
+                status(format!("The download broke off ({e}); starting again (attempt {attempt} of {DOWNLOAD_ATTEMPTS})…"));
+                sleep_ms(1000 * attempt as i32).await;
+            }
+            Err(Download::Broken(e)) => {
+                return Err(format!("the model download failed {DOWNLOAD_ATTEMPTS} times (last: {e}); reload to try again"))
+            }
+        }
+    }
+}
+
+/// Why a download ended without the file.
+enum Download {
+    /// The server said no (HTTP status): trying again will not help.
+    Fatal(String),
+    /// The transfer broke off: worth starting again.
+    Broken(String),
+}
+
+async fn download(url: &str, reload: bool) -> Result<Vec<u8>, Download> {
+    let init = web_sys::RequestInit::new();
+    if reload {
+        init.set_cache(web_sys::RequestCache::Reload);
+    }
+    let resp: Response = JsFuture::from(scope().fetch_with_str_and_init(url, &init))
         .await
-        .map_err(|e| format!("cannot download the model from {url}: {}", js_err(e)))?
+        .map_err(|e| Download::Broken(format!("cannot download the model from {url}: {}", js_err(e))))?
         .unchecked_into();
     if !resp.ok() {
-        return Err(format!("cannot download the model from {url}: HTTP {} {}", resp.status(), resp.status_text()));
+        return Err(Download::Fatal(format!(
+            "cannot download the model from {url}: HTTP {} {}",
+            resp.status(),
+            resp.status_text()
+        )));
     }
     let total: u64 = resp
         .headers()
@@ -345,17 +385,21 @@ async fn model_bytes(url: &str, use_cache: bool) -> Result<(Vec<u8>, bool), Stri
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let mut bytes = Vec::with_capacity(total as usize);
-    let body = resp.body().ok_or("the model download has no body")?;
+    let body = resp.body().ok_or_else(|| Download::Broken("the model download has no body".into()))?;
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut last = 0.0;
     send(&FromWorker::Download { loaded: 0, total });
     loop {
-        let chunk = JsFuture::from(reader.read()).await.map_err(|e| format!("the model download failed: {}", js_err(e)))?;
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| Download::Broken(format!("the connection dropped after {} bytes: {}", bytes.len(), js_err(e))))?;
         let done = js_sys::Reflect::get(&chunk, &"done".into()).map(|v| v.is_truthy()).unwrap_or(true);
         if done {
             break;
         }
-        let value: Uint8Array = js_sys::Reflect::get(&chunk, &"value".into()).map_err(js_err)?.unchecked_into();
+        let value: Uint8Array = js_sys::Reflect::get(&chunk, &"value".into())
+            .map_err(|e| Download::Broken(js_err(e)))?
+            .unchecked_into();
         let start = bytes.len();
         bytes.resize(start + value.length() as usize, 0);
         value.copy_to(&mut bytes[start..]);
@@ -364,8 +408,18 @@ async fn model_bytes(url: &str, use_cache: bool) -> Result<(Vec<u8>, bool), Stri
             send(&FromWorker::Download { loaded: bytes.len() as u64, total });
         }
     }
+    if total > 0 && (bytes.len() as u64) < total {
+        return Err(Download::Broken(format!("the connection closed after {} of {total} bytes", bytes.len())));
+    }
     send(&FromWorker::Download { loaded: bytes.len() as u64, total: total.max(bytes.len() as u64) });
-    Ok((bytes, false))
+    Ok(bytes)
+}
+
+async fn sleep_ms(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = JsFuture::from(p).await;
 }
 
 /// Fetches `tags_url` (a JSON list of file names, relative to it) and every tag file in it.
@@ -664,8 +718,5 @@ fn generate(id: u32, prompt: &str, max_tokens: usize, temperature: f64, seed: u6
 
 /// Yields to the worker's event loop (so messages such as Cancel get delivered).
 async fn yield_now() {
-    let p = Promise::new(&mut |resolve, _| {
-        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
-    });
-    let _ = JsFuture::from(p).await;
+    sleep_ms(0).await
 }

@@ -39,6 +39,8 @@ echo "== e2e: headless Chromium"
   --model models/SmolLM2-135M-Instruct.Q4_1.gguf
 "$venv/bin/python" tests/e2e/test_security.py --dist target/e2e/dist --tags target/e2e-tags --out target/e2e  # SECURITY.md
 "$venv/bin/python" tests/e2e/test_bench.py --dist target/e2e/dist --out target/e2e  # the ?bench view, 5 molecules
+# A download that breaks off, a truncated and a corrupted cached model: fetched again.
+"$venv/bin/python" tests/e2e/test_faults.py --dist target/e2e/dist --model models/SmolLM2-135M-Instruct.Q4_1.gguf --out target/e2e
 # 10,000 lines pasted, validated and run with the page responsive (cancelled after 24 values;
 # --compute 0 runs it to the end: the README's figure).
 "$venv/bin/python" tests/e2e/test_batch.py --dist target/e2e/dist --tags target/e2e-tags --out target/e2e
