@@ -167,6 +167,14 @@ fn a_bad_model_file_is_refused_with_a_fix() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(expected) && err.contains("scripts/setup.sh"), "{err}");
     }
+    // Over the size limit: refused before it is read (a sparse file: no disk space used).
+    let huge = dir.join("huge.gguf");
+    std::fs::File::create(&huge).unwrap().set_len(tagllm::model::gguf::MAX_MODEL_FILE_BYTES + 1).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tagllm")).args(["generate", "--prompt", "x", "--model"]).arg(&huge).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("the file is 1.1 GB") && err.contains("at most 1.1 GB"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A minimal CSV line splitter for the tool's own output (quotes, doubled quotes).

@@ -59,6 +59,22 @@ pub struct GgufFile {
     pub identity: ModelIdentity,
 }
 
+/// The largest model file tagllm reads (SmolLM2-135M Q4_1 is 98 MB): a browser tab could not
+/// hold a larger one with its f32 weights, and the tags are trained for the small model anyway.
+pub const MAX_MODEL_FILE_BYTES: u64 = 1 << 30;
+
+/// Refuses a model file over [`MAX_MODEL_FILE_BYTES`] before it is read.
+pub fn check_model_size(bytes: u64) -> Result<()> {
+    if bytes > MAX_MODEL_FILE_BYTES {
+        return Err(Error::model(format!(
+            "the file is {:.1} GB; tagllm reads model files of at most {:.1} GB (SmolLM2-135M-Instruct Q4_1 is 98 MB)",
+            bytes as f64 / 1e9,
+            MAX_MODEL_FILE_BYTES as f64 / 1e9
+        )));
+    }
+    Ok(())
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -69,6 +85,9 @@ impl GgufFile {
     /// the shipped default path is also checked against its known checksum.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(path: &std::path::Path) -> Result<Self> {
+        if let Ok(meta) = std::fs::metadata(path) {
+            check_model_size(meta.len())?;
+        }
         let bytes = std::fs::read(path).map_err(|e| {
             Error::model(format!("cannot read {}: {e}; {FETCH_HINT}", path.display()))
         })?;
@@ -81,6 +100,7 @@ impl GgufFile {
 
     /// Parses and checks a GGUF file held in memory.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        check_model_size(bytes.len() as u64)?;
         if bytes.len() < 4 || &bytes[..4] != b"GGUF" {
             let head: String = bytes
                 .iter()

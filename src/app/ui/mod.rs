@@ -584,6 +584,11 @@ impl App {
             self.model_error.set("Wait until the model is ready and no run is going, then open the file again.".into());
             return;
         }
+        // Refused before it is read: a file too large would take the tab's memory with it.
+        if let Err(e) = crate::model::gguf::check_model_size(file.size() as u64) {
+            self.model_error.set(format!("{}: {e}", file.name()));
+            return;
+        }
         self.state.set("loading");
         self.model_error.set(String::new());
         self.status.set(format!("Reading {}…", file.name()));
