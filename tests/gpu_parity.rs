@@ -109,8 +109,9 @@ fn whole_model_matches_cpu_forward() {
     assert_eq!(model.tokenizer.token_text(best as u32), " Paris", "logit {}", logits[best]);
 }
 
-/// Predictions through the GPU forward pass against the CPU's (same prompts, read-out and head):
-/// within 1e-4 of the value's scale; a bad input gets the CPU path's own error. Then the device
+/// Predictions through the GPU forward pass against the CPU's (same prompts, read-out and head;
+/// the shared prefix run once, its keys and values kept in the GPU's KV cache): within 1e-4 of
+/// the value's scale; a bad input gets the CPU path's own error. Then the device
 /// is destroyed (as when a driver resets): the next call fails with a clear error instead of
 /// panicking, so the caller can finish on the CPU.
 #[test]
@@ -139,6 +140,22 @@ fn predictions_match_cpu_and_a_lost_device_is_an_error() {
         }
         assert!(cpu[2].is_err(), "the unbalanced ring is refused");
     }
+    // Two inputs, one protein: the protein runs once (its keys and values stay in the GPU's KV
+    // cache); sub-batches of one reuse it and give the very same bits as one call.
+    let protein = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQ";
+    let predictor = Predictor::new(model, &lib, "BindingAffinity").unwrap();
+    let items: Vec<Vec<String>> = ["CCO", "CC(=O)Nc1ccc(O)cc1"].iter().map(|s| vec![protein.to_string(), s.to_string()]).collect();
+    let cpu = predictor.predict(&items);
+    let got = predictor.predict_gpu_blocking(&mut gpu_llama, &items).unwrap();
+    let one_by_one: Vec<_> =
+        items.iter().flat_map(|it| predictor.predict_gpu_blocking(&mut gpu_llama, std::slice::from_ref(it)).unwrap()).collect();
+    for ((g, c), o) in got.iter().zip(&cpu).zip(&one_by_one) {
+        let (g, c, o) = (*g.as_ref().unwrap(), *c.as_ref().unwrap(), *o.as_ref().unwrap());
+        eprintln!("BindingAffinity: gpu {g:.6} cpu {c:.6}");
+        assert!((g - c).abs() <= 1e-4 * (1.0 + c.abs()), "gpu {g} vs cpu {c}");
+        assert_eq!(g, o, "sub-batches of one differ from one call");
+    }
+
     let predictor = Predictor::new(model, &lib, "QED").unwrap();
     gpu_llama.gpu().lose_device();
     let err = predictor.predict_gpu_blocking(&mut gpu_llama, &[vec!["CCO".to_string()]]).unwrap_err().to_string();

@@ -52,10 +52,16 @@ impl Kernel {
 
     /// A bind group of `buffers` at bindings 0, 1, … (the parameters first).
     pub fn bind(&self, device: &wgpu::Device, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
+        let whole: Vec<wgpu::BufferBinding> = buffers.iter().map(|b| b.as_entire_buffer_binding()).collect();
+        self.bind_ranges(device, &whole)
+    }
+
+    /// [`Self::bind`] with buffer ranges (e.g. the rows of a KV cache a pass writes).
+    pub fn bind_ranges(&self, device: &wgpu::Device, bindings: &[wgpu::BufferBinding<'_>]) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = bindings
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: wgpu::BindingResource::Buffer(b.clone()) })
             .collect();
         device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &self.layout, entries: &entries })
     }
@@ -123,8 +129,9 @@ pub mod shape {
         let n = tokens * heads * head_dim / 2;
         ([tokens as u32, heads as u32, head_dim as u32, pos0 as u32], (n.div_ceil(64) as u32, 1, 1))
     }
-    pub fn attention(tokens: usize, heads: usize, kv_heads: usize) -> ([u32; 4], (u32, u32, u32)) {
-        ([tokens as u32, heads as u32, kv_heads as u32, 0], (heads as u32, tokens as u32, 1))
+    /// `tokens` queries after `past` cached positions (k and v hold `past + tokens` rows).
+    pub fn attention(tokens: usize, heads: usize, kv_heads: usize, past: usize) -> ([u32; 4], (u32, u32, u32)) {
+        ([tokens as u32, heads as u32, kv_heads as u32, past as u32], (heads as u32, tokens as u32, 1))
     }
     /// Elementwise kernels (silu·mul, add): 256 per workgroup, spread over y past 65,535.
     pub fn elementwise(len: usize) -> ([u32; 4], (u32, u32, u32)) {
@@ -215,17 +222,18 @@ impl Gpu {
         self.run_once(&self.kernels.rope, p, wg, inputs, x.len(), true).await
     }
 
-    /// Causal GQA over one sequence: `q` `[t, heads, 64]`, `k`/`v` `[t, kv_heads, 64]`.
-    pub async fn run_attention(&self, q: &[f32], k: &[f32], v: &[f32], heads: usize, kv_heads: usize) -> Result<Vec<f32>> {
+    /// Causal GQA over one sequence: `q` `[t, heads, 64]` at positions `past…`, `k`/`v`
+    /// `[past + t, kv_heads, 64]`.
+    pub async fn run_attention(&self, q: &[f32], k: &[f32], v: &[f32], heads: usize, kv_heads: usize, past: usize) -> Result<Vec<f32>> {
         let hd = ATTENTION_HEAD_DIM;
         if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
             return Err(Error::Gpu(format!("{heads} heads do not group over {kv_heads} kv heads")));
         }
         let t = q.len() / (heads * hd);
         check_len("q", q.len(), t * heads * hd)?;
-        check_len("k", k.len(), t * kv_heads * hd)?;
-        check_len("v", v.len(), t * kv_heads * hd)?;
-        let (p, wg) = shape::attention(t, heads, kv_heads);
+        check_len("k", k.len(), (past + t) * kv_heads * hd)?;
+        check_len("v", v.len(), (past + t) * kv_heads * hd)?;
+        let (p, wg) = shape::attention(t, heads, kv_heads, past);
         let inputs: &[&[u8]] = &[bytemuck::cast_slice(q), bytemuck::cast_slice(k), bytemuck::cast_slice(v)];
         self.run_once(&self.kernels.attention, p, wg, inputs, q.len(), false).await
     }

@@ -5,8 +5,14 @@
 //! - **Weights** are uploaded once, as the file's raw GGUF blocks (Q4_1 or Q8_0) in u32 words;
 //!   the matmul kernels dequantise them as they read them. Norm weights and the RoPE tables
 //!   (the CPU path's own) are f32.
-//! - **Activations** live in a [`Workspace`] per sequence length: every buffer, parameter
-//!   uniform and bind group of the pass is created the first time a length is seen and reused.
+//! - **Activations** live in a [`Workspace`] per (cached positions, sequence length): every
+//!   buffer, parameter uniform and bind group of the pass is created the first time that shape
+//!   is seen and reused.
+//! - **KV cache**: each layer's keys and values for every position run so far, in two buffers
+//!   per layer that grow (by copying) when a pass needs more rows. A pass at `past` cached
+//!   positions writes its own keys and values into rows `past…` (the projections write straight
+//!   into those rows, bound as buffer ranges) and attends over rows `0…past + n`: a prompt prefix
+//!   shared by many inputs runs once, then each input's suffix runs after it.
 //! - **One encoder, one submit**: the embeddings are written to the residual buffer, then all
 //!   dispatches of the 30 layers and the final norm are recorded into one compute pass, followed
 //!   by the copy to the read-back buffer.
@@ -53,7 +59,7 @@ struct Step {
     wg: (u32, u32, u32),
 }
 
-/// Buffers and bind groups for sequences of one length.
+/// Buffers and bind groups for passes of one shape (cached positions, length).
 struct Workspace {
     h: wgpu::Buffer,
     staging: wgpu::Buffer,
@@ -61,8 +67,15 @@ struct Workspace {
     steps: Vec<Step>,
 }
 
-/// Workspaces kept at once (each distinct sequence length has one).
-const MAX_WORKSPACES: usize = 8;
+/// Workspaces kept at once (each distinct (past, length) has one).
+const MAX_WORKSPACES: usize = 16;
+
+/// Every layer's keys and values, `capacity` positions each (`[capacity, kv_heads · 64]`).
+struct KvCache {
+    k: Vec<wgpu::Buffer>,
+    v: Vec<wgpu::Buffer>,
+    capacity: usize,
+}
 
 /// The model on the GPU.
 pub struct GpuLlama {
@@ -72,7 +85,13 @@ pub struct GpuLlama {
     norm: wgpu::Buffer,
     cos: wgpu::Buffer,
     sin: wgpu::Buffer,
-    workspaces: HashMap<usize, Workspace>,
+    workspaces: HashMap<(usize, usize), Workspace>,
+    cache: KvCache,
+    /// Positions whose keys and values the cache holds.
+    cached: usize,
+    /// Counts passes from position 0: a prefix's rows are still in the cache while this is
+    /// unchanged (later passes at `past ≥` the prefix's length leave them alone).
+    epoch: u64,
 }
 
 /// The raw bytes of a tensor and its block format.
@@ -164,7 +183,42 @@ impl GpuLlama {
         let (cos, sin) = rope_tables(&config, &Device::Cpu)?;
         let cos = gpu.upload_f32("rope cos", &cos.flatten_all()?.to_vec1::<f32>()?);
         let sin = gpu.upload_f32("rope sin", &sin.flatten_all()?.to_vec1::<f32>()?);
-        Ok(Self { config, gpu, layers, norm, cos, sin, workspaces: HashMap::new() })
+        // A pass writes its keys and values from row `past` on: each row must start at an
+        // offset the device can bind.
+        let row_bytes = (config.n_kv_head * config.head_dim * 4) as u64;
+        let align = gpu.device.limits().min_storage_buffer_offset_alignment as u64;
+        if row_bytes % align != 0 {
+            return Err(Error::Gpu(format!("KV cache rows of {row_bytes} bytes are not aligned to the device's {align}")));
+        }
+        let cache = KvCache { k: vec![], v: vec![], capacity: 0 };
+        Ok(Self { config, gpu, layers, norm, cos, sin, workspaces: HashMap::new(), cache, cached: 0, epoch: 0 })
+    }
+
+    /// Changes whenever a pass starts again from position 0 (see [`Self::forward_at`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Grows the KV cache to hold `rows` positions, keeping the first `keep`.
+    fn reserve(&mut self, rows: usize, keep: usize) {
+        if rows <= self.cache.capacity {
+            return;
+        }
+        let capacity = rows.next_power_of_two().max(128).min(self.config.context_length.max(rows));
+        let row = self.config.n_kv_head * self.config.head_dim;
+        let gpu = &self.gpu;
+        let fresh = |name: &str| -> Vec<wgpu::Buffer> { (0..self.config.n_layer).map(|_| gpu.storage(name, capacity * row)).collect() };
+        let (k, v) = (fresh("k cache"), fresh("v cache"));
+        if keep > 0 {
+            let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("grow kv cache") });
+            for (old, new) in self.cache.k.iter().zip(&k).chain(self.cache.v.iter().zip(&v)) {
+                enc.copy_buffer_to_buffer(old, 0, new, 0, (keep * row * 4) as u64);
+            }
+            gpu.queue.submit([enc.finish()]);
+        }
+        self.cache = KvCache { k, v, capacity };
+        // Every workspace binds the old cache.
+        self.workspaces.clear();
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -174,25 +228,44 @@ impl GpuLlama {
     /// Final-norm hidden states `[n, d]` (row-major) of one sequence of embeddings `x` `[n, d]`
     /// at positions 0…n-1.
     pub async fn forward(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        self.forward_at(x, 0).await
+    }
+
+    /// [`Self::forward`] for embeddings `x` at positions `past…past + n - 1`, continuing the
+    /// sequence whose first `past` positions are in the KV cache (those of earlier passes: a pass
+    /// at 0, then any at `past` ≤ what has been run). Afterwards the cache holds `past + n`
+    /// positions; rows before `past` are never touched, so a prefix run once at 0 serves every
+    /// later pass at its length.
+    pub async fn forward_at(&mut self, x: &[f32], past: usize) -> Result<Vec<f32>> {
         let d = self.config.hidden;
         let n = x.len() / d;
         if n == 0 || x.len() != n * d {
             return Err(Error::Usage(format!("{} input values are not rows of width {d}", x.len())));
         }
-        if n > self.config.context_length {
+        if past + n > self.config.context_length {
             return Err(Error::Usage(format!(
-                "input of {n} positions exceeds the model's context of {}",
+                "input of {} positions exceeds the model's context of {}",
+                past + n,
                 self.config.context_length
             )));
         }
-        if !self.workspaces.contains_key(&n) {
+        if past > self.cached {
+            return Err(Error::Usage(format!("a pass after {past} positions, but the cache holds {}", self.cached)));
+        }
+        self.reserve(past + n, past);
+        if !self.workspaces.contains_key(&(past, n)) {
             if self.workspaces.len() >= MAX_WORKSPACES {
                 self.workspaces.clear();
             }
-            let ws = self.workspace(n);
-            self.workspaces.insert(n, ws);
+            let ws = self.workspace(past, n);
+            self.workspaces.insert((past, n), ws);
         }
-        let ws = &self.workspaces[&n];
+        if past == 0 {
+            self.epoch = next_epoch();
+        }
+        // Rows past + n… are stale from now on (another suffix may have written them).
+        self.cached = past + n;
+        let ws = &self.workspaces[&(past, n)];
         let gpu = &self.gpu;
         gpu.queue.write_buffer(&ws.h, 0, bytemuck::cast_slice(x));
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
@@ -223,8 +296,9 @@ impl GpuLlama {
         Ok(Tensor::from_vec(out, (n, d), &Device::Cpu)?)
     }
 
-    /// Allocates the buffers of an `n`-token pass and records its dispatches' bind groups.
-    fn workspace(&self, n: usize) -> Workspace {
+    /// Allocates the buffers of an `n`-token pass after `past` cached positions and records its
+    /// dispatches' bind groups.
+    fn workspace(&self, past: usize, n: usize) -> Workspace {
         let c = &self.config;
         let gpu = &self.gpu;
         let (d, f) = (c.hidden, c.ffn);
@@ -232,8 +306,6 @@ impl GpuLlama {
         let h = gpu.storage("h", n * d);
         let xn = gpu.storage("normed", n * d);
         let q = gpu.storage("q", n * qd);
-        let k = gpu.storage("k", n * kvd);
-        let v = gpu.storage("v", n * kvd);
         let att = gpu.storage("attention", n * qd);
         let o = gpu.storage("projected", n * d);
         let gate = gpu.storage("gate", n * f);
@@ -244,22 +316,33 @@ impl GpuLlama {
 
         let mut uniforms: HashMap<[u32; 4], wgpu::Buffer> = HashMap::new();
         let mut steps = Vec::new();
-        let mut step = |kernel: fn(&super::Kernels) -> &Kernel, (p, wg): ([u32; 4], (u32, u32, u32)), bufs: &[&wgpu::Buffer]| {
+        let mut step_ranges = |kernel: fn(&super::Kernels) -> &Kernel, (p, wg): ([u32; 4], (u32, u32, u32)), bufs: &[wgpu::BufferBinding]| {
             let params = uniforms.entry(p).or_insert_with(|| gpu.params(p));
-            let mut all = vec![&*params];
+            let mut all = vec![params.as_entire_buffer_binding()];
             all.extend_from_slice(bufs);
-            let group = kernel(&gpu.kernels).bind(&gpu.device, &all);
+            let group = kernel(&gpu.kernels).bind_ranges(&gpu.device, &all);
             steps.push(Step { kernel, group, wg });
         };
+        // This pass's rows of a layer's key or value cache, and the rows it attends over.
+        let new_rows = |b| rows(b, past, n, kvd);
+        let all_rows = |b| rows(b, 0, past + n, kvd);
         let eps = c.rms_eps as f32;
-        for l in &self.layers {
+        for (i, l) in self.layers.iter().enumerate() {
+            let (kc, vc) = (&self.cache.k[i], &self.cache.v[i]);
+            let mut step = |kernel, shape, bufs: &[&wgpu::Buffer]| step_ranges(kernel, shape, &whole(bufs));
             step(|k| &k.rmsnorm, shape::rmsnorm(n, d, eps), &[&h, &l.attn_norm, &xn]);
-            for (w, dst) in [(&l.wq, &q), (&l.wk, &k), (&l.wv, &v)] {
-                step(matmul_kernel(w.quant), shape::matmul(n, w.n, w.k), &[&w.buffer, &xn, dst]);
+            step(matmul_kernel(l.wq.quant), shape::matmul(n, l.wq.n, l.wq.k), &[&l.wq.buffer, &xn, &q]);
+            step(|k| &k.rope, shape::rope(n, c.n_head, c.head_dim, past), &[&q, &self.cos, &self.sin]);
+            for (w, cache) in [(&l.wk, kc), (&l.wv, vc)] {
+                let mut b = whole(&[&w.buffer, &xn]);
+                b.push(new_rows(cache));
+                step_ranges(matmul_kernel(w.quant), shape::matmul(n, w.n, w.k), &b);
             }
-            step(|k| &k.rope, shape::rope(n, c.n_head, c.head_dim, 0), &[&q, &self.cos, &self.sin]);
-            step(|k| &k.rope, shape::rope(n, c.n_kv_head, c.head_dim, 0), &[&k, &self.cos, &self.sin]);
-            step(|k| &k.attention, shape::attention(n, c.n_head, c.n_kv_head), &[&q, &k, &v, &att]);
+            let b = [new_rows(kc), self.cos.as_entire_buffer_binding(), self.sin.as_entire_buffer_binding()];
+            step_ranges(|k| &k.rope, shape::rope(n, c.n_kv_head, c.head_dim, past), &b);
+            let b = [q.as_entire_buffer_binding(), all_rows(kc), all_rows(vc), att.as_entire_buffer_binding()];
+            step_ranges(|k| &k.attention, shape::attention(n, c.n_head, c.n_kv_head, past), &b);
+            let mut step = |kernel, shape, bufs: &[&wgpu::Buffer]| step_ranges(kernel, shape, &whole(bufs));
             step(matmul_kernel(l.wo.quant), shape::matmul(n, l.wo.n, l.wo.k), &[&l.wo.buffer, &att, &o]);
             step(|k| &k.add, shape::elementwise(n * d), &[&h, &o]);
             step(|k| &k.rmsnorm, shape::rmsnorm(n, d, eps), &[&h, &l.ffn_norm, &xn]);
@@ -269,9 +352,26 @@ impl GpuLlama {
             step(matmul_kernel(l.w_down.quant), shape::matmul(n, d, f), &[&l.w_down.buffer, &act, &o]);
             step(|k| &k.add, shape::elementwise(n * d), &[&h, &o]);
         }
-        step(|k| &k.rmsnorm, shape::rmsnorm(n, d, eps), &[&h, &self.norm, &out]);
+        step_ranges(|k| &k.rmsnorm, shape::rmsnorm(n, d, eps), &whole(&[&h, &self.norm, &out]));
         Workspace { h, staging, out, steps }
     }
+}
+
+/// Epochs unique across every [`GpuLlama`] of the process (a prefix remembered for one model
+/// must never look valid for another).
+fn next_epoch() -> u64 {
+    static EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+fn whole<'a>(bufs: &[&'a wgpu::Buffer]) -> Vec<wgpu::BufferBinding<'a>> {
+    bufs.iter().map(|b| b.as_entire_buffer_binding()).collect()
+}
+
+/// Rows `from…from + count` of a buffer of rows of `width` f32 values.
+fn rows(buffer: &wgpu::Buffer, from: usize, count: usize, width: usize) -> wgpu::BufferBinding<'_> {
+    let row = (width * 4) as u64;
+    wgpu::BufferBinding { buffer, offset: from as u64 * row, size: std::num::NonZeroU64::new(count as u64 * row) }
 }
 
 fn matmul_kernel(quant: Quant) -> fn(&super::Kernels) -> &Kernel {

@@ -87,6 +87,9 @@ pub struct Predictor<'a> {
     /// Indices of the input pieces in the template (and so in a prompt's keys).
     input_keys: Vec<usize>,
     last_prefix: std::cell::RefCell<Option<Prefix>>,
+    /// The last prefix run on a GPU, with the GPU cache's epoch it is valid for.
+    #[cfg(feature = "gpu")]
+    gpu_prefix: std::cell::RefCell<Option<(u64, Prefix)>>,
     /// Inputs per forward pass.
     pub batch_size: usize,
 }
@@ -138,7 +141,20 @@ impl<'a> Predictor<'a> {
             .enumerate()
             .filter_map(|(i, p)| matches!(p, Piece::Input { .. }).then_some(i))
             .collect();
-        Ok(Self { model, function, template, tags, slots, head_w, head_b, input_keys, last_prefix: Default::default(), batch_size: DEFAULT_BATCH })
+        Ok(Self {
+            model,
+            function,
+            template,
+            tags,
+            slots,
+            head_w,
+            head_b,
+            input_keys,
+            last_prefix: Default::default(),
+            #[cfg(feature = "gpu")]
+            gpu_prefix: Default::default(),
+            batch_size: DEFAULT_BATCH,
+        })
     }
 
     pub fn tag(&self) -> &Tag {

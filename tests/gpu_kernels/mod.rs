@@ -138,35 +138,39 @@ pub async fn rope(gpu: &Gpu) {
 
 pub async fn attention(gpu: &Gpu) {
     let mut rng = SplitMix64(5);
-    // 150 tokens: three key chunks of 64, the last one partial.
-    let (t, heads, kv, hd) = (150, 9, 3, 64);
-    let q = randn(&mut rng, t * heads * hd, 1.0);
-    let k = randn(&mut rng, t * kv * hd, 1.0);
-    let v = randn(&mut rng, t * kv * hd, 1.0);
-    let got = gpu.run_attention(&q, &k, &v, heads, kv).await.unwrap();
-    // Plain causal softmax attention in f64.
-    let mut want = vec![0f32; t * heads * hd];
-    let scale = 1.0 / (hd as f64).sqrt();
-    for i in 0..t {
-        for h in 0..heads {
-            let g = h / (heads / kv);
-            let qi = &q[(i * heads + h) * hd..][..hd];
-            let scores: Vec<f64> = (0..=i)
-                .map(|j| {
-                    let kj = &k[(j * kv + g) * hd..][..hd];
-                    qi.iter().zip(kj).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale
-                })
-                .collect();
-            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-            let sum: f64 = e.iter().sum();
-            for d in 0..hd {
-                let y: f64 = (0..=i).map(|j| e[j] * v[(j * kv + g) * hd + d] as f64).sum::<f64>() / sum;
-                want[(i * heads + h) * hd + d] = y as f32;
+    // 150 tokens: three key chunks of 64, the last one partial; then 20 queries after 100 cached
+    // positions (the KV cache of a shared prompt prefix).
+    for (t, past) in [(150, 0), (20, 100)] {
+        let (heads, kv, hd) = (9, 3, 64);
+        let q = randn(&mut rng, t * heads * hd, 1.0);
+        let k = randn(&mut rng, (past + t) * kv * hd, 1.0);
+        let v = randn(&mut rng, (past + t) * kv * hd, 1.0);
+        let got = gpu.run_attention(&q, &k, &v, heads, kv, past).await.unwrap();
+        // Plain causal softmax attention in f64.
+        let mut want = vec![0f32; t * heads * hd];
+        let scale = 1.0 / (hd as f64).sqrt();
+        for i in 0..t {
+            for h in 0..heads {
+                let g = h / (heads / kv);
+                let qi = &q[(i * heads + h) * hd..][..hd];
+                let keys = past + i + 1;
+                let scores: Vec<f64> = (0..keys)
+                    .map(|j| {
+                        let kj = &k[(j * kv + g) * hd..][..hd];
+                        qi.iter().zip(kj).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for d in 0..hd {
+                    let y: f64 = (0..keys).map(|j| e[j] * v[(j * kv + g) * hd + d] as f64).sum::<f64>() / sum;
+                    want[(i * heads + h) * hd + d] = y as f32;
+                }
             }
         }
+        check(&format!("attention, {t} queries after {past} cached positions"), &got, &want, 1e-5);
     }
-    check("attention", &got, &want, 1e-5);
 }
 
 pub async fn silu_mul(gpu: &Gpu) {

@@ -1,5 +1,7 @@
-// Causal grouped-query attention for one sequence, all queries at once (prefill):
-// out[t, h, :] = softmax_j≤t(q[t, h]·k[j, g] / √hd) · v[j, g, :], g = h / (heads / kv_heads).
+// Causal grouped-query attention for one sequence, all queries at once (prefill), after `past`
+// cached positions: query t sits at position past + t, k and v hold past + tokens rows (the KV
+// cache), and out[t, h, :] = softmax_j≤past+t(q[t, h]·k[j, g] / √hd) · v[j, g, :],
+// g = h / (heads / kv_heads).
 //
 // One workgroup per (head, query token), one invocation per head dimension (head_dim = 64).
 // Keys are visited in chunks of 64 with an online softmax (running max and sum), so any
@@ -10,7 +12,7 @@ struct Params {
     tokens: u32,
     heads: u32,
     kv_heads: u32,
-    _pad: u32,
+    past: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -34,7 +36,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     qs[li] = q[q_off + li];
     workgroupBarrier();
     let scale = 1.0 / sqrt(f32(HD));
-    let n_keys = t + 1u;
+    let n_keys = p.past + t + 1u;
     var m = -3.0e38;
     var l = 0.0;
     var acc = 0.0;
