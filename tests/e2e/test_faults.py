@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_page import Handler, browser, testid, wait_ready  # noqa: E402
+from test_page import failure_report, Handler, browser, testid, wait_ready  # noqa: E402
 
 MODEL_CACHE = "tagllm-model-v1"
 
@@ -88,42 +88,34 @@ def main():
     driver.set_script_timeout(120)
     metrics = {}
     try:
-        # (a) The first download breaks off after 8 MB.
-        FaultyHandler.break_next = 1
-        driver.get(url)
-        wait_ready(driver)
-        info = testid(driver, "load-info").text
-        assert FaultyHandler.gguf_requests == 2, f"{FaultyHandler.gguf_requests} model requests (want 2)"
-        assert "downloaded" in info and "f32 weights" in info and "failed" not in info, info
-        got = cached_model(driver, "sha256")
-        assert got.get("sha256") == model_sha, got
-        metrics["broken_download"] = info
-
-        # (b) and (c): a bad copy in Cache Storage is dropped and the model downloaded again.
-        for action in ["truncate", "flip"]:
-            before = FaultyHandler.gguf_requests
-            done = cached_model(driver, action)
-            assert "error" not in done, done
-            driver.refresh()
+        with failure_report(driver, args.out, "failure-faults"):
+            # (a) The first download breaks off after 8 MB.
+            FaultyHandler.break_next = 1
+            driver.get(url)
             wait_ready(driver)
             info = testid(driver, "load-info").text
-            assert FaultyHandler.gguf_requests == before + 1, (action, FaultyHandler.gguf_requests, before)
-            assert "downloaded" in info and "f32 weights" in info, (action, info)
+            assert FaultyHandler.gguf_requests == 2, f"{FaultyHandler.gguf_requests} model requests (want 2)"
+            assert "downloaded" in info and "f32 weights" in info and "failed" not in info, info
             got = cached_model(driver, "sha256")
-            assert got.get("sha256") == model_sha, (action, got)
-            metrics[f"cached_{action}"] = info
-            what = {"truncate": "truncated", "flip": "corrupted (one byte flipped)"}[action]
-            print(f"  a {what} cached model ({done['bytes']} bytes): downloaded again — {info}")
-    except Exception:
-        try:
-            driver.save_screenshot(str(args.out / "failure-faults.png"))
-            for entry in driver.get_log("browser")[-40:]:
-                print("  console:", entry.get("level"), entry.get("message"), file=sys.stderr)
-        except Exception:
-            pass
-        raise
+            assert got.get("sha256") == model_sha, got
+            metrics["broken_download"] = info
+
+            # (b) and (c): a bad copy in Cache Storage is dropped and the model downloaded again.
+            for action in ["truncate", "flip"]:
+                before = FaultyHandler.gguf_requests
+                done = cached_model(driver, action)
+                assert "error" not in done, done
+                driver.refresh()
+                wait_ready(driver)
+                info = testid(driver, "load-info").text
+                assert FaultyHandler.gguf_requests == before + 1, (action, FaultyHandler.gguf_requests, before)
+                assert "downloaded" in info and "f32 weights" in info, (action, info)
+                got = cached_model(driver, "sha256")
+                assert got.get("sha256") == model_sha, (action, got)
+                metrics[f"cached_{action}"] = info
+                what = {"truncate": "truncated", "flip": "corrupted (one byte flipped)"}[action]
+                print(f"  a {what} cached model ({done['bytes']} bytes): downloaded again — {info}")
     finally:
-        driver.quit()
         server.shutdown()
     (args.out / "faults.json").write_text(json.dumps(metrics, indent=1))
     print("e2e faults: ok", json.dumps(metrics))

@@ -27,7 +27,7 @@ from pathlib import Path
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_page import (INVALID, VALID, browser, cli_predictions, full_screenshot, rows_of,  # noqa: E402
+from test_page import (INVALID, VALID, browser, failure_report, cli_predictions, full_screenshot, rows_of,  # noqa: E402
                        serve, set_inputs, testid, wait_ready, wait_rows)
 
 # The GPU forward pass is f32 throughout, like the CPU path; only summation orders differ
@@ -73,78 +73,70 @@ def main():
     driver = browser(tempfile.mkdtemp(prefix="tagllm-e2e-webgpu-"), ["--enable-unsafe-webgpu"])
     metrics = {}
     try:
-        # (a) Auto does not pick a software adapter (slower than the CPU path) and says so; the
-        # user chooses WebGPU in the page.
-        driver.get(url)
-        metrics["load_s"] = round(wait_ready(driver), 1)
-        backend = testid(driver, "backend").text
-        print(f"  backend on Auto: {backend}")
-        assert backend.startswith("CPU") and "software" in backend, backend
-        metrics["backend_auto"] = backend
-        Select(testid(driver, "backend-choice")).select_by_value("gpu")
-        wait_ready(driver)
-        backend = testid(driver, "backend").text
-        print(f"  backend: {backend}")
-        assert backend.startswith("WebGPU"), backend
-        metrics["backend"] = backend
+        with failure_report(driver, args.out, "failure-webgpu"):
+            # (a) Auto does not pick a software adapter (slower than the CPU path) and says so; the
+            # user chooses WebGPU in the page.
+            driver.get(url)
+            metrics["load_s"] = round(wait_ready(driver), 1)
+            backend = testid(driver, "backend").text
+            print(f"  backend on Auto: {backend}")
+            assert backend.startswith("CPU") and "software" in backend, backend
+            metrics["backend_auto"] = backend
+            Select(testid(driver, "backend-choice")).select_by_value("gpu")
+            wait_ready(driver)
+            backend = testid(driver, "backend").text
+            print(f"  backend: {backend}")
+            assert backend.startswith("WebGPU"), backend
+            metrics["backend"] = backend
 
-        # (b) Predictions on the GPU against the CLI.
-        got, secs = run(driver, VALID + [INVALID], "3 valid, 1 invalid")
-        metrics["gpu_run_s"] = round(secs, 1)
-        metrics["gpu_max_abs_diff_vs_cli"] = compare(got, expected, "WebGPU")
-        gpu_values = got
-        full_screenshot(driver, args.out / "screenshot-webgpu.png")
+            # (b) Predictions on the GPU against the CLI.
+            got, secs = run(driver, VALID + [INVALID], "3 valid, 1 invalid")
+            metrics["gpu_run_s"] = round(secs, 1)
+            metrics["gpu_max_abs_diff_vs_cli"] = compare(got, expected, "WebGPU")
+            gpu_values = got
+            full_screenshot(driver, args.out / "screenshot-webgpu.png")
 
-        # (c) The user switches to the CPU.
-        Select(testid(driver, "backend-choice")).select_by_value("cpu")
-        wait_ready(driver)
-        backend = testid(driver, "backend").text
-        assert backend.startswith("CPU") and "chosen" in backend, backend
-        got, secs = run(driver, VALID + [INVALID], "3 valid, 1 invalid")
-        metrics["cpu_run_s"] = round(secs, 1)
-        compare(got, expected, "CPU")
-        diff = max(abs(gpu_values[s][0] - got[s][0]) for s in VALID)
-        print(f"  max |WebGPU - CPU| in the page: {diff:.2e}")
-        assert diff <= TOLERANCE, diff
-        metrics["gpu_vs_cpu_max_abs_diff"] = diff
+            # (c) The user switches to the CPU.
+            Select(testid(driver, "backend-choice")).select_by_value("cpu")
+            wait_ready(driver)
+            backend = testid(driver, "backend").text
+            assert backend.startswith("CPU") and "chosen" in backend, backend
+            got, secs = run(driver, VALID + [INVALID], "3 valid, 1 invalid")
+            metrics["cpu_run_s"] = round(secs, 1)
+            compare(got, expected, "CPU")
+            diff = max(abs(gpu_values[s][0] - got[s][0]) for s in VALID)
+            print(f"  max |WebGPU - CPU| in the page: {diff:.2e}")
+            assert diff <= TOLERANCE, diff
+            metrics["gpu_vs_cpu_max_abs_diff"] = diff
 
-        # (d) The device is lost after the first sub-batch; the batch finishes on the CPU.
-        driver.get(url + "?backend=gpu&fault=lose-gpu")
-        wait_ready(driver)
-        assert testid(driver, "backend").text.startswith("WebGPU"), testid(driver, "backend").text
-        lines = VALID + MORE
-        got, secs = run(driver, lines, f"{len(lines)} valid, 0 invalid")
-        compare(got, expected, "device lost")
-        backend = testid(driver, "backend").text
-        print(f"  backend after the loss: {backend}")
-        assert backend.startswith("CPU") and "WebGPU failed during a run" in backend, backend
-        metrics["backend_after_device_loss"] = backend
-        full_screenshot(driver, args.out / "screenshot-webgpu-lost.png")
+            # (d) The device is lost after the first sub-batch; the batch finishes on the CPU.
+            driver.get(url + "?backend=gpu&fault=lose-gpu")
+            wait_ready(driver)
+            assert testid(driver, "backend").text.startswith("WebGPU"), testid(driver, "backend").text
+            lines = VALID + MORE
+            got, secs = run(driver, lines, f"{len(lines)} valid, 0 invalid")
+            compare(got, expected, "device lost")
+            backend = testid(driver, "backend").text
+            print(f"  backend after the loss: {backend}")
+            assert backend.startswith("CPU") and "WebGPU failed during a run" in backend, backend
+            metrics["backend_after_device_loss"] = backend
+            full_screenshot(driver, args.out / "screenshot-webgpu-lost.png")
 
-        # (e) The benchmark view on the GPU: its figures beside the CPU's.
-        driver.get(url + "?bench&quick&n=3&backend=gpu")
-        WebDriverWait(driver, 600, poll_frequency=0.5).until(
-            lambda d: testid(d, "bench-json").get_attribute("data-state") in ("done", "error"))
-        el = testid(driver, "bench-json")
-        assert el.get_attribute("data-state") == "done", testid(driver, "bench-error").text
-        v = json.loads(driver.execute_script("return arguments[0].textContent", el))
-        gpu = v["gpu"]
-        assert v["backend_in_use"].startswith("WebGPU") and gpu and "software" in gpu["adapter"], (v["backend_in_use"], gpu)
-        assert gpu["prefill"][0]["tokens"] == 50 and gpu["prefill"][0]["tokens_per_s"] > 0, gpu
-        assert gpu["molecules"] == 3 and gpu["molecules_failed"] == 0 and gpu["molecules_per_s"] > 0, gpu
-        metrics["bench_gpu"] = gpu
-        print(f"  ?bench on SwiftShader: prefill 50 {gpu['prefill'][0]['tokens_per_s']:.1f} tokens/s, "
-              f"{gpu['molecules_per_s']:.3f} molecules/s (CPU: {v['molecules_per_s']:.2f})")
-    except Exception:
-        try:
-            driver.save_screenshot(str(args.out / "failure-webgpu.png"))
-            for entry in driver.get_log("browser")[-40:]:
-                print("  console:", entry.get("level"), entry.get("message"), file=sys.stderr)
-        except Exception:
-            pass
-        raise
+            # (e) The benchmark view on the GPU: its figures beside the CPU's.
+            driver.get(url + "?bench&quick&n=3&backend=gpu")
+            WebDriverWait(driver, 600, poll_frequency=0.5).until(
+                lambda d: testid(d, "bench-json").get_attribute("data-state") in ("done", "error"))
+            el = testid(driver, "bench-json")
+            assert el.get_attribute("data-state") == "done", testid(driver, "bench-error").text
+            v = json.loads(driver.execute_script("return arguments[0].textContent", el))
+            gpu = v["gpu"]
+            assert v["backend_in_use"].startswith("WebGPU") and gpu and "software" in gpu["adapter"], (v["backend_in_use"], gpu)
+            assert gpu["prefill"][0]["tokens"] == 50 and gpu["prefill"][0]["tokens_per_s"] > 0, gpu
+            assert gpu["molecules"] == 3 and gpu["molecules_failed"] == 0 and gpu["molecules_per_s"] > 0, gpu
+            metrics["bench_gpu"] = gpu
+            print(f"  ?bench on SwiftShader: prefill 50 {gpu['prefill'][0]['tokens_per_s']:.1f} tokens/s, "
+                  f"{gpu['molecules_per_s']:.3f} molecules/s (CPU: {v['molecules_per_s']:.2f})")
     finally:
-        driver.quit()
         server.shutdown()
     (args.out / "webgpu.json").write_text(json.dumps(metrics, indent=1))
     print("e2e webgpu: ok", json.dumps(metrics))
