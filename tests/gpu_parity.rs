@@ -141,7 +141,8 @@ fn predictions_match_cpu_and_a_lost_device_is_an_error() {
         assert!(cpu[2].is_err(), "the unbalanced ring is refused");
     }
     // Two inputs, one protein: the protein runs once (its keys and values stay in the GPU's KV
-    // cache); sub-batches of one reuse it and give the very same bits as one call.
+    // cache); both ligands then run in one padded pass, and sub-batches of one (reusing the
+    // protein) give the very same bits.
     let protein = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQ";
     let predictor = Predictor::new(model, &lib, "BindingAffinity").unwrap();
     let items: Vec<Vec<String>> = ["CCO", "CC(=O)Nc1ccc(O)cc1"].iter().map(|s| vec![protein.to_string(), s.to_string()]).collect();

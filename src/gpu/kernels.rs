@@ -1,5 +1,5 @@
 //! The compute kernels: one WGSL file each, compiled once per device. Every kernel takes a
-//! uniform of four 32-bit words at binding 0, then its storage buffers in binding order.
+//! uniform of eight 32-bit words at binding 0 (`Params`), then its storage buffers in binding order.
 //!
 //! Each `*_dispatch` function records one kernel into a compute pass; the `run_*` functions on
 //! [`Gpu`] run one kernel on host data (upload, one submit, read back) for tests.
@@ -114,30 +114,35 @@ impl Kernels {
     }
 }
 
+/// A kernel's uniform parameters: eight 32-bit words (each shader reads the first of them).
+pub type Params = [u32; 8];
+
 /// Parameters and workgroup counts of each kernel, shared by the model and the one-shot runs.
 pub mod shape {
     use super::*;
 
     /// `y[m, n] = x[m, k] · Wᵀ`.
-    pub fn matmul(m: usize, n: usize, k: usize) -> ([u32; 4], (u32, u32, u32)) {
-        ([m as u32, n as u32, k as u32, 0], (n.div_ceil(MATMUL_COLS) as u32, m.div_ceil(MATMUL_ROWS) as u32, 1))
+    pub fn matmul(m: usize, n: usize, k: usize) -> (Params, (u32, u32, u32)) {
+        ([m as u32, n as u32, k as u32, 0, 0, 0, 0, 0], (n.div_ceil(MATMUL_COLS) as u32, m.div_ceil(MATMUL_ROWS) as u32, 1))
     }
-    pub fn rmsnorm(rows: usize, d: usize, eps: f32) -> ([u32; 4], (u32, u32, u32)) {
-        ([rows as u32, d as u32, eps.to_bits(), 0], (rows as u32, 1, 1))
+    pub fn rmsnorm(rows: usize, d: usize, eps: f32) -> (Params, (u32, u32, u32)) {
+        ([rows as u32, d as u32, eps.to_bits(), 0, 0, 0, 0, 0], (rows as u32, 1, 1))
     }
-    pub fn rope(tokens: usize, heads: usize, head_dim: usize, pos0: usize) -> ([u32; 4], (u32, u32, u32)) {
+    /// `tokens` rows: sequences of `seq` rows each, row t of a sequence at position `pos0 + t`.
+    pub fn rope(tokens: usize, heads: usize, head_dim: usize, pos0: usize, seq: usize) -> (Params, (u32, u32, u32)) {
         let n = tokens * heads * head_dim / 2;
-        ([tokens as u32, heads as u32, head_dim as u32, pos0 as u32], (n.div_ceil(64) as u32, 1, 1))
+        ([tokens as u32, heads as u32, head_dim as u32, pos0 as u32, seq.max(1) as u32, 0, 0, 0], (n.div_ceil(64) as u32, 1, 1))
     }
-    /// `tokens` queries after `past` cached positions (k and v hold `past + tokens` rows).
-    pub fn attention(tokens: usize, heads: usize, kv_heads: usize, past: usize) -> ([u32; 4], (u32, u32, u32)) {
-        ([tokens as u32, heads as u32, kv_heads as u32, past as u32], (heads as u32, tokens as u32, 1))
+    /// `tokens` query rows (sequences of `seq` rows each) after `past` cached positions shared by
+    /// every sequence; k and v hold those `past` rows, then each sequence's `seq` rows in order.
+    pub fn attention(tokens: usize, heads: usize, kv_heads: usize, past: usize, seq: usize) -> (Params, (u32, u32, u32)) {
+        ([tokens as u32, heads as u32, kv_heads as u32, past as u32, seq.max(1) as u32, 0, 0, 0], (heads as u32, tokens as u32, 1))
     }
     /// Elementwise kernels (silu·mul, add): 256 per workgroup, spread over y past 65,535.
-    pub fn elementwise(len: usize) -> ([u32; 4], (u32, u32, u32)) {
+    pub fn elementwise(len: usize) -> (Params, (u32, u32, u32)) {
         let groups = len.div_ceil(256);
         let x = groups.min(MAX_GROUPS);
-        ([len as u32, 0, 0, 0], (x as u32, groups.div_ceil(x.max(1)) as u32, 1))
+        ([len as u32, 0, 0, 0, 0, 0, 0, 0], (x as u32, groups.div_ceil(x.max(1)) as u32, 1))
     }
 }
 
@@ -159,7 +164,7 @@ impl Gpu {
     async fn run_once(
         &self,
         kernel: &Kernel,
-        params: [u32; 4],
+        params: Params,
         wg: (u32, u32, u32),
         inputs: &[&[u8]],
         out_len: usize,
@@ -217,14 +222,14 @@ impl Gpu {
         if (pos0 + tokens) * head_dim / 2 > cos.len().min(sin.len()) {
             return Err(Error::Gpu("rope tables are shorter than the positions".into()));
         }
-        let (p, wg) = shape::rope(tokens, heads, head_dim, pos0);
+        let (p, wg) = shape::rope(tokens, heads, head_dim, pos0, tokens);
         let inputs: &[&[u8]] = &[bytemuck::cast_slice(x), bytemuck::cast_slice(cos), bytemuck::cast_slice(sin)];
         self.run_once(&self.kernels.rope, p, wg, inputs, x.len(), true).await
     }
 
-    /// Causal GQA over one sequence: `q` `[t, heads, 64]` at positions `past…`, `k`/`v`
-    /// `[past + t, kv_heads, 64]`.
-    pub async fn run_attention(&self, q: &[f32], k: &[f32], v: &[f32], heads: usize, kv_heads: usize, past: usize) -> Result<Vec<f32>> {
+    /// Causal GQA: `q` `[t, heads, 64]`, sequences of `seq` rows after `past` shared positions;
+    /// `k`/`v` `[past + t, kv_heads, 64]` (the shared rows, then each sequence's).
+    pub async fn run_attention(&self, q: &[f32], k: &[f32], v: &[f32], heads: usize, kv_heads: usize, past: usize, seq: usize) -> Result<Vec<f32>> {
         let hd = ATTENTION_HEAD_DIM;
         if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
             return Err(Error::Gpu(format!("{heads} heads do not group over {kv_heads} kv heads")));
@@ -233,7 +238,10 @@ impl Gpu {
         check_len("q", q.len(), t * heads * hd)?;
         check_len("k", k.len(), (past + t) * kv_heads * hd)?;
         check_len("v", v.len(), (past + t) * kv_heads * hd)?;
-        let (p, wg) = shape::attention(t, heads, kv_heads, past);
+        if seq == 0 || t % seq != 0 {
+            return Err(Error::Gpu(format!("{t} query rows are not sequences of {seq}")));
+        }
+        let (p, wg) = shape::attention(t, heads, kv_heads, past, seq);
         let inputs: &[&[u8]] = &[bytemuck::cast_slice(q), bytemuck::cast_slice(k), bytemuck::cast_slice(v)];
         self.run_once(&self.kernels.attention, p, wg, inputs, q.len(), false).await
     }

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 
-use super::kernels::{shape, Kernel, Quant, ATTENTION_HEAD_DIM};
+use super::kernels::{shape, Kernel, Params, Quant, ATTENTION_HEAD_DIM};
 use super::Gpu;
 use crate::error::{Error, Result};
 use crate::model::gguf::{Config, GgufFile};
@@ -59,7 +59,7 @@ struct Step {
     wg: (u32, u32, u32),
 }
 
-/// Buffers and bind groups for passes of one shape (cached positions, length).
+/// Buffers and bind groups for passes of one shape (cached positions, rows, rows per sequence).
 struct Workspace {
     h: wgpu::Buffer,
     staging: wgpu::Buffer,
@@ -67,7 +67,7 @@ struct Workspace {
     steps: Vec<Step>,
 }
 
-/// Workspaces kept at once (each distinct (past, length) has one).
+/// Workspaces kept at once (each distinct shape has one).
 const MAX_WORKSPACES: usize = 16;
 
 /// Every layer's keys and values, `capacity` positions each (`[capacity, kv_heads · 64]`).
@@ -85,7 +85,7 @@ pub struct GpuLlama {
     norm: wgpu::Buffer,
     cos: wgpu::Buffer,
     sin: wgpu::Buffer,
-    workspaces: HashMap<(usize, usize), Workspace>,
+    workspaces: HashMap<(usize, usize, usize), Workspace>,
     cache: KvCache,
     /// Positions whose keys and values the cache holds.
     cached: usize,
@@ -237,37 +237,57 @@ impl GpuLlama {
     /// positions; rows before `past` are never touched, so a prefix run once at 0 serves every
     /// later pass at its length.
     pub async fn forward_at(&mut self, x: &[f32], past: usize) -> Result<Vec<f32>> {
+        Ok(self.forward_batch_at(&[x], past).await?.remove(0))
+    }
+
+    /// Several sequences in one pass, each continuing the same `past` cached positions (one
+    /// prompt prefix, many inputs): `xs[b]` is `[n_b, d]`, the result `b` its states `[n_b, d]`.
+    /// The sequences are right-padded to the longest (zero rows, which no real row attends to) and
+    /// run as `b · S` rows; each writes its keys and values to its own cache rows after the shared
+    /// ones. With more than one sequence the cache keeps only the `past` shared positions.
+    pub async fn forward_batch_at(&mut self, xs: &[&[f32]], past: usize) -> Result<Vec<Vec<f32>>> {
         let d = self.config.hidden;
-        let n = x.len() / d;
-        if n == 0 || x.len() != n * d {
-            return Err(Error::Usage(format!("{} input values are not rows of width {d}", x.len())));
+        let mut lens = Vec::with_capacity(xs.len());
+        for x in xs {
+            let n = x.len() / d;
+            if n == 0 || x.len() != n * d {
+                return Err(Error::Usage(format!("{} input values are not rows of width {d}", x.len())));
+            }
+            lens.push(n);
         }
-        if past + n > self.config.context_length {
+        let seq = lens.iter().copied().max().ok_or_else(|| Error::Usage("no sequences to run".into()))?;
+        let rows = seq * xs.len();
+        if past + seq > self.config.context_length {
             return Err(Error::Usage(format!(
                 "input of {} positions exceeds the model's context of {}",
-                past + n,
+                past + seq,
                 self.config.context_length
             )));
         }
         if past > self.cached {
             return Err(Error::Usage(format!("a pass after {past} positions, but the cache holds {}", self.cached)));
         }
-        self.reserve(past + n, past);
-        if !self.workspaces.contains_key(&(past, n)) {
+        self.reserve(past + rows, past);
+        let key = (past, rows, seq);
+        if !self.workspaces.contains_key(&key) {
             if self.workspaces.len() >= MAX_WORKSPACES {
                 self.workspaces.clear();
             }
-            let ws = self.workspace(past, n);
-            self.workspaces.insert((past, n), ws);
+            let ws = self.workspace(past, rows, seq);
+            self.workspaces.insert(key, ws);
         }
         if past == 0 {
             self.epoch = next_epoch();
         }
-        // Rows past + n… are stale from now on (another suffix may have written them).
-        self.cached = past + n;
-        let ws = &self.workspaces[&(past, n)];
+        // Rows after the shared ones are this pass's own from now on.
+        self.cached = if xs.len() == 1 { past + seq } else { past };
+        let mut input = vec![0f32; rows * d];
+        for (b, x) in xs.iter().enumerate() {
+            input[b * seq * d..][..x.len()].copy_from_slice(x);
+        }
+        let ws = &self.workspaces[&key];
         let gpu = &self.gpu;
-        gpu.queue.write_buffer(&ws.h, 0, bytemuck::cast_slice(x));
+        gpu.queue.write_buffer(&ws.h, 0, bytemuck::cast_slice(&input));
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
@@ -275,9 +295,10 @@ impl GpuLlama {
                 (step.kernel)(&gpu.kernels).dispatch(&mut pass, &step.group, step.wg);
             }
         }
-        enc.copy_buffer_to_buffer(&ws.out, 0, &ws.staging, 0, (n * d * 4) as u64);
+        enc.copy_buffer_to_buffer(&ws.out, 0, &ws.staging, 0, (rows * d * 4) as u64);
         gpu.queue.submit([enc.finish()]);
-        gpu.read_staging(&ws.staging, n * d).await
+        let out = gpu.read_staging(&ws.staging, rows * d).await?;
+        Ok(lens.iter().enumerate().map(|(b, &n)| out[b * seq * d..][..n * d].to_vec()).collect())
     }
 
     /// [`Self::forward`], blocking (native only).
@@ -296,9 +317,9 @@ impl GpuLlama {
         Ok(Tensor::from_vec(out, (n, d), &Device::Cpu)?)
     }
 
-    /// Allocates the buffers of an `n`-token pass after `past` cached positions and records its
-    /// dispatches' bind groups.
-    fn workspace(&self, past: usize, n: usize) -> Workspace {
+    /// Allocates the buffers of an `n`-row pass (sequences of `seq` rows) after `past` cached
+    /// positions and records its dispatches' bind groups.
+    fn workspace(&self, past: usize, n: usize, seq: usize) -> Workspace {
         let c = &self.config;
         let gpu = &self.gpu;
         let (d, f) = (c.hidden, c.ffn);
@@ -314,9 +335,9 @@ impl GpuLlama {
         let out = gpu.storage("out", n * d);
         let staging = gpu.staging(n * d);
 
-        let mut uniforms: HashMap<[u32; 4], wgpu::Buffer> = HashMap::new();
+        let mut uniforms: HashMap<Params, wgpu::Buffer> = HashMap::new();
         let mut steps = Vec::new();
-        let mut step_ranges = |kernel: fn(&super::Kernels) -> &Kernel, (p, wg): ([u32; 4], (u32, u32, u32)), bufs: &[wgpu::BufferBinding]| {
+        let mut step_ranges = |kernel: fn(&super::Kernels) -> &Kernel, (p, wg): (Params, (u32, u32, u32)), bufs: &[wgpu::BufferBinding]| {
             let params = uniforms.entry(p).or_insert_with(|| gpu.params(p));
             let mut all = vec![params.as_entire_buffer_binding()];
             all.extend_from_slice(bufs);
@@ -332,16 +353,16 @@ impl GpuLlama {
             let mut step = |kernel, shape, bufs: &[&wgpu::Buffer]| step_ranges(kernel, shape, &whole(bufs));
             step(|k| &k.rmsnorm, shape::rmsnorm(n, d, eps), &[&h, &l.attn_norm, &xn]);
             step(matmul_kernel(l.wq.quant), shape::matmul(n, l.wq.n, l.wq.k), &[&l.wq.buffer, &xn, &q]);
-            step(|k| &k.rope, shape::rope(n, c.n_head, c.head_dim, past), &[&q, &self.cos, &self.sin]);
+            step(|k| &k.rope, shape::rope(n, c.n_head, c.head_dim, past, seq), &[&q, &self.cos, &self.sin]);
             for (w, cache) in [(&l.wk, kc), (&l.wv, vc)] {
                 let mut b = whole(&[&w.buffer, &xn]);
                 b.push(new_rows(cache));
                 step_ranges(matmul_kernel(w.quant), shape::matmul(n, w.n, w.k), &b);
             }
             let b = [new_rows(kc), self.cos.as_entire_buffer_binding(), self.sin.as_entire_buffer_binding()];
-            step_ranges(|k| &k.rope, shape::rope(n, c.n_kv_head, c.head_dim, past), &b);
+            step_ranges(|k| &k.rope, shape::rope(n, c.n_kv_head, c.head_dim, past, seq), &b);
             let b = [q.as_entire_buffer_binding(), all_rows(kc), all_rows(vc), att.as_entire_buffer_binding()];
-            step_ranges(|k| &k.attention, shape::attention(n, c.n_head, c.n_kv_head, past), &b);
+            step_ranges(|k| &k.attention, shape::attention(n, c.n_head, c.n_kv_head, past, seq), &b);
             let mut step = |kernel, shape, bufs: &[&wgpu::Buffer]| step_ranges(kernel, shape, &whole(bufs));
             step(matmul_kernel(l.wo.quant), shape::matmul(n, l.wo.n, l.wo.k), &[&l.wo.buffer, &att, &o]);
             step(|k| &k.add, shape::elementwise(n * d), &[&h, &o]);

@@ -165,11 +165,11 @@ impl Gpu {
         })
     }
 
-    /// A uniform buffer of four 32-bit words (every kernel's parameters).
-    pub fn params(&self, words: [u32; 4]) -> wgpu::Buffer {
+    /// A uniform buffer of eight 32-bit words (every kernel's parameters).
+    pub fn params(&self, words: kernels::Params) -> wgpu::Buffer {
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
-            size: 16,
+            size: std::mem::size_of::<kernels::Params>() as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });

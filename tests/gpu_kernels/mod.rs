@@ -138,14 +138,15 @@ pub async fn rope(gpu: &Gpu) {
 
 pub async fn attention(gpu: &Gpu) {
     let mut rng = SplitMix64(5);
-    // 150 tokens: three key chunks of 64, the last one partial; then 20 queries after 100 cached
-    // positions (the KV cache of a shared prompt prefix).
-    for (t, past) in [(150, 0), (20, 100)] {
+    // 150 tokens: three key chunks of 64, the last one partial; 20 queries after 100 cached
+    // positions (the KV cache of a shared prompt prefix); three sequences of 12 rows after the same
+    // 100 (a batch of inputs: each sees the shared rows, then only its own).
+    for (t, past, seq) in [(150, 0, 150), (20, 100, 20), (36, 100, 12)] {
         let (heads, kv, hd) = (9, 3, 64);
         let q = randn(&mut rng, t * heads * hd, 1.0);
         let k = randn(&mut rng, (past + t) * kv * hd, 1.0);
         let v = randn(&mut rng, (past + t) * kv * hd, 1.0);
-        let got = gpu.run_attention(&q, &k, &v, heads, kv, past).await.unwrap();
+        let got = gpu.run_attention(&q, &k, &v, heads, kv, past, seq).await.unwrap();
         // Plain causal softmax attention in f64.
         let mut want = vec![0f32; t * heads * hd];
         let scale = 1.0 / (hd as f64).sqrt();
@@ -153,9 +154,12 @@ pub async fn attention(gpu: &Gpu) {
             for h in 0..heads {
                 let g = h / (heads / kv);
                 let qi = &q[(i * heads + h) * hd..][..hd];
-                let keys = past + i + 1;
-                let scores: Vec<f64> = (0..keys)
-                    .map(|j| {
+                // The shared rows, then this sequence's rows up to this one.
+                let own = (i / seq) * seq;
+                let key_rows: Vec<usize> = (0..past).chain(past + own..=past + i).collect();
+                let scores: Vec<f64> = key_rows
+                    .iter()
+                    .map(|&j| {
                         let kj = &k[(j * kv + g) * hd..][..hd];
                         qi.iter().zip(kj).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale
                     })
@@ -164,12 +168,12 @@ pub async fn attention(gpu: &Gpu) {
                 let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                 let sum: f64 = e.iter().sum();
                 for d in 0..hd {
-                    let y: f64 = (0..keys).map(|j| e[j] * v[(j * kv + g) * hd + d] as f64).sum::<f64>() / sum;
+                    let y: f64 = key_rows.iter().zip(&e).map(|(&j, e)| e * v[(j * kv + g) * hd + d] as f64).sum::<f64>() / sum;
                     want[(i * heads + h) * hd + d] = y as f32;
                 }
             }
         }
-        check(&format!("attention, {t} queries after {past} cached positions"), &got, &want, 1e-5);
+        check(&format!("attention, {t} query rows (sequences of {seq}) after {past} cached positions"), &got, &want, 1e-5);
     }
 }
 

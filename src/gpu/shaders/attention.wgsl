@@ -1,6 +1,8 @@
-// Causal grouped-query attention for one sequence, all queries at once (prefill), after `past`
-// cached positions: query t sits at position past + t, k and v hold past + tokens rows (the KV
-// cache), and out[t, h, :] = softmax_j≤past+t(q[t, h]·k[j, g] / √hd) · v[j, g, :],
+// Causal grouped-query attention, all queries at once (prefill), for sequences of `seq` query rows
+// each (one sequence: seq = tokens) after `past` cached positions they all share: query row
+// r = b·seq + t (sequence b) sits at position past + t and sees the shared rows 0…past-1 of k and
+// v, then its own sequence's rows past + b·seq … past + b·seq + t (the KV cache):
+// out[r, h, :] = softmax_j(q[r, h]·k[j, g] / √hd) · v[j, g, :] over those j,
 // g = h / (heads / kv_heads).
 //
 // One workgroup per (head, query token), one invocation per head dimension (head_dim = 64).
@@ -13,6 +15,10 @@ struct Params {
     heads: u32,
     kv_heads: u32,
     past: u32,
+    seq: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,12 +31,19 @@ const HD: u32 = 64u;
 var<workgroup> qs: array<f32, 64>;
 var<workgroup> s: array<f32, 64>;
 
+fn key_row(j: u32, own: u32) -> u32 {
+    return select(j + own, j, j < p.past);
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let h = wg.x;
-    let t = wg.y;
+    let row = wg.y;
+    let t = row % p.seq;
+    // Key j < past is cache row j; later keys are this sequence's rows.
+    let own = (row / p.seq) * p.seq;
     let g = h / (p.heads / p.kv_heads);
-    let q_off = (t * p.heads + h) * HD;
+    let q_off = (row * p.heads + h) * HD;
     let kv_stride = p.kv_heads * HD;
     let kv_off = g * HD;
     qs[li] = q[q_off + li];
@@ -45,7 +58,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         var score = -3.0e38;
         if (j < n_keys) {
             var dot = 0.0;
-            let ko = j * kv_stride + kv_off;
+            let ko = key_row(j, own) * kv_stride + kv_off;
             for (var d = 0u; d < HD; d++) {
                 dot += qs[d] * k[ko + d];
             }
@@ -64,7 +77,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var i = 0u; i < count; i++) {
             let e = exp(s[i] - cm);
             l += e;
-            acc += e * v[(c + i) * kv_stride + kv_off + li];
+            acc += e * v[key_row(c + i, own) * kv_stride + kv_off + li];
         }
         m = cm;
         workgroupBarrier();

@@ -1,12 +1,17 @@
 // Interleaved rotary embedding in place (GGUF stores Q/K permuted for it; candle's rope_i):
 // each pair (x[2i], x[2i+1]) of a head is rotated by the angle of its token's position.
-// x is [tokens, heads, head_dim]; cos/sin are the CPU path's tables [positions, head_dim/2].
+// x is [tokens, heads, head_dim]: sequences of `seq` rows each (one sequence: seq = tokens), row t
+// of a sequence at position pos0 + t; cos/sin are the CPU path's tables [positions, head_dim/2].
 
 struct Params {
     tokens: u32,
     heads: u32,
     head_dim: u32,
     pos0: u32,
+    seq: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -23,7 +28,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let i = g % half;
     let t = g / (half * p.heads);
-    let pos = p.pos0 + t;
+    let pos = p.pos0 + t % p.seq;
     let c = cos_t[pos * half + i];
     let s = sin_t[pos * half + i];
     let o = (g / half) * p.head_dim + 2u * i;
