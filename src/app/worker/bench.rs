@@ -46,8 +46,8 @@ pub async fn run(molecules: usize, tag: &str, kernels: bool, prefill: &[usize], 
 }
 
 /// The GPU's figures, when the model is on one: prefill at each of `prefill` tokens (after a
-/// warm-up pass at that length) and `tag` over the first `molecules` benchmark SMILES, each
-/// prompt whole (as the page predicts on the GPU).
+/// warm-up pass at that length) and `tag` over the first `molecules` benchmark SMILES, as the page
+/// predicts on the GPU (the shared prefix once, the inputs 8 per pass).
 #[cfg(feature = "gpu")]
 async fn gpu_figures(molecules: usize, tag: &str, prefill: &[usize]) -> Result<Option<serde_json::Value>, String> {
     let Some(mut gpu) = STATE.with(|s| s.borrow_mut().gpu.take()) else { return Ok(None) };

@@ -518,7 +518,7 @@ fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
 /// prompts), median of 3 after a warm-up pass that builds the buffers for the length (1 on a
 /// software adapter such as lavapipe, where a pass takes minutes). The embeddings are built on
 /// the CPU and uploaded, the hidden states read back: both are timed. Then molecules/s of `tag`
-/// over the benchmark SMILES (the first 10 on a software adapter).
+/// over the benchmark SMILES (the first 10 on a software adapter), as predictions run on the GPU.
 #[cfg(feature = "gpu")]
 fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
     use tagllm::gpu::{Gpu, GpuLlama};
@@ -571,6 +571,6 @@ fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
     for p in &prefill {
         println!("prefill {:>4} tokens: {:>8.1} ms  {:>8.1} tokens/s", p.tokens, p.ms, p.tokens_per_s);
     }
-    println!("{tag} over {} molecules: {molecules_per_s:.2} molecules/s (each prompt whole, one at a time)", items.len());
+    println!("{tag} over {} molecules: {molecules_per_s:.2} molecules/s (the shared prefix once, 8 inputs per pass)", items.len());
     Ok(())
 }
