@@ -225,6 +225,42 @@ impl GpuLlama {
         &self.gpu
     }
 
+    /// Milliseconds per matrix product of layer 0's q, k, gate and down matrices (the model's four
+    /// shapes) at `m` rows: `reps` dispatches recorded into one pass, after a warm-up, timed from
+    /// the submit to a read-back of one value (so the work is done). `(name, m, k, n, ms, weight
+    /// bytes)`.
+    pub async fn time_matmuls(&self, m: usize, reps: usize, now: &dyn Fn() -> f64) -> Result<Vec<(String, usize, usize, usize, f64, usize)>> {
+        let gpu = &self.gpu;
+        let l = self.layers.first().ok_or_else(|| Error::model("the model has no layers"))?;
+        let mut out = Vec::new();
+        for (name, w) in [("attn q/o", &l.wq), ("attn k/v", &l.wk), ("mlp gate/up", &l.w_gate), ("mlp down", &l.w_down)] {
+            let x = gpu.storage("bench x", m * w.k);
+            let y = gpu.storage("bench y", m * w.n);
+            let (p, wg) = shape::matmul(m, w.n, w.k);
+            let params = gpu.params(p);
+            let kernel = gpu.kernels.matmul(w.quant);
+            let group = kernel.bind(&gpu.device, &[&params, &w.buffer, &x, &y]);
+            let mut ms = 0.0;
+            for (round, count) in [(0, 1), (1, reps.max(1))] {
+                let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench") });
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                    for _ in 0..count {
+                        kernel.dispatch(&mut pass, &group, wg);
+                    }
+                }
+                let t = now();
+                gpu.queue.submit([enc.finish()]);
+                gpu.read(&y, 1).await?;
+                if round == 1 {
+                    ms = (now() - t) / count as f64;
+                }
+            }
+            out.push((format!("{name} ({m} rows, {:?})", w.quant), m, w.k, w.n, ms, w.n * w.k / 32 * w.quant.block_bytes()));
+        }
+        Ok(out)
+    }
+
     /// Final-norm hidden states `[n, d]` (row-major) of one sequence of embeddings `x` `[n, d]`
     /// at positions 0…n-1.
     pub async fn forward(&mut self, x: &[f32]) -> Result<Vec<f32>> {

@@ -548,6 +548,32 @@ fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
         let ms = times[times.len() / 2];
         prefill.push(tagllm::bench::PrefillFigure { tokens: n, ms, tokens_per_s: n as f64 * 1000.0 / ms });
     }
+    // Matrix products on the model's own weights (layer 0) at 1 and 64 rows.
+    let mut kernels = Vec::new();
+    for m in [1, 64] {
+        for (name, m, k, n, ms, weight_bytes) in tagllm::gpu::block_on(llama.time_matmuls(m, if reps == 1 { 3 } else { 50 }, &now))? {
+            // The weights' blocks as stored, x and y in f32.
+            let bytes = (weight_bytes + 4 * (m * k + m * n)) as f64;
+            kernels.push(json!({ "name": name, "m": m, "k": k, "n": n, "ms": ms,
+                                 "gflops": 2.0 * (m * k * n) as f64 / ms / 1e6, "gb_per_s": bytes / ms / 1e6 }));
+        }
+    }
+    // Decoding: single-token passes with the KV cache after a 16-token prompt, the LM head (tied
+    // Q8_0 embedding) on the CPU.
+    let decode_tokens = if reps == 1 { 4 } else { 32 };
+    let ids = tagllm::bench::tokens(&model, 16)?;
+    let x = model.llama.embed(&[Segment::Tokens(ids.clone())])?;
+    let h = llama.forward_blocking(&x.flatten_all()?.to_vec1::<f32>()?)?;
+    let d = model.llama.config.hidden;
+    let mut last = candle_core::Tensor::from_slice(&h[h.len() - d..], d, &candle_core::Device::Cpu)?;
+    let t = now();
+    for step in 0..decode_tokens {
+        let next = model.llama.logits(&last)?.argmax(0)?.to_dtype(candle_core::DType::U32)?.to_scalar::<u32>()?;
+        let x = model.llama.embed_tokens(&[next])?.flatten_all()?.to_vec1::<f32>()?;
+        let h = tagllm::gpu::block_on(llama.forward_at(&x, ids.len() + step))?;
+        last = candle_core::Tensor::from_vec(h, d, &candle_core::Device::Cpu)?;
+    }
+    let decode_tokens_per_s = decode_tokens as f64 * 1000.0 / (now() - t);
     let library = load_library(&cli.tags, &model, true)?;
     let predictor = Predictor::new(&model, &library, tag)?;
     let count = if reps == 1 { 10 } else { 100 };
@@ -561,16 +587,23 @@ fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
         bail!("{failed} benchmark molecules failed");
     }
     if as_json {
-        let v = json!({ "backend": "gpu", "adapter": adapter, "weights_upload_ms": upload_ms, "prefill": prefill,
+        let v = json!({ "backend": "gpu", "adapter": adapter, "weights_upload_ms": upload_ms, "kernels": kernels,
+                        "prefill": prefill, "decode_tokens": decode_tokens, "decode_tokens_per_s": decode_tokens_per_s,
                         "molecules": items.len(), "molecules_tag": tag, "molecules_per_s": molecules_per_s });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!("tagllm bench: backend gpu, adapter {adapter}, model {}", cli.model.display());
     println!("weights upload (raw Q4_1 blocks): {upload_ms:.0} ms");
+    println!("{:<34} {:>9} {:>9} {:>9}", "kernel (layer 0's weights)", "ms", "GFLOP/s", "GB/s");
+    for k in &kernels {
+        println!("{:<34} {:>9.3} {:>9.2} {:>9.2}", k["name"].as_str().unwrap_or(""), k["ms"].as_f64().unwrap_or(0.0),
+                 k["gflops"].as_f64().unwrap_or(0.0), k["gb_per_s"].as_f64().unwrap_or(0.0));
+    }
     for p in &prefill {
         println!("prefill {:>4} tokens: {:>8.1} ms  {:>8.1} tokens/s", p.tokens, p.ms, p.tokens_per_s);
     }
+    println!("decode: {decode_tokens_per_s:.1} tokens/s ({decode_tokens} tokens, greedy; the LM head on the CPU)");
     println!("{tag} over {} molecules: {molecules_per_s:.2} molecules/s (the shared prefix once, 8 inputs per pass)", items.len());
     Ok(())
 }
