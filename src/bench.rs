@@ -7,6 +7,8 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use serde::Serialize;
 
 use crate::error::Result;
+#[cfg(feature = "gpu")]
+use crate::gpu::GpuLlama;
 use crate::model::int8::Int8Linear;
 use crate::model::{KvCache, Mode, Model, Segment, Weights};
 use crate::predict::Predictor;
@@ -163,10 +165,44 @@ pub fn molecules(predictor: &Predictor, smiles: &[String], now: &dyn Fn() -> f64
 /// molecules-per-second figure everywhere, so that every benchmark runs the same prompts.
 pub const BENCH_SMILES: &str = include_str!("../tests/fixtures/bench_smiles.txt");
 
+/// The first `count` of [`BENCH_SMILES`].
+pub fn bench_smiles(count: usize) -> Vec<String> {
+    BENCH_SMILES.lines().filter(|l| !l.is_empty()).take(count).map(str::to_string).collect()
+}
+
+/// Prefill of `n` tokens on the GPU: a warm-up pass (it builds the buffers for that length), then
+/// the median of `reps` passes, each timed from the upload of the embeddings to the read-back of
+/// the states.
+#[cfg(feature = "gpu")]
+pub async fn gpu_prefill(model: &Model, gpu: &mut GpuLlama, n: usize, reps: usize, now: &dyn Fn() -> f64) -> Result<PrefillFigure> {
+    let x = model.llama.embed(&[Segment::Tokens(tokens(model, n)?)])?.flatten_all()?.to_vec1::<f32>()?;
+    gpu.forward(&x).await?;
+    let mut times = Vec::new();
+    for _ in 0..reps.max(1) {
+        let t = now();
+        gpu.forward(&x).await?;
+        times.push(now() - t);
+    }
+    times.sort_by(f64::total_cmp);
+    let ms = times[times.len() / 2];
+    Ok(PrefillFigure { tokens: n, ms, tokens_per_s: n as f64 * 1000.0 / ms })
+}
+
+/// `predictor` over the first `count` benchmark SMILES on the GPU, as predictions run there
+/// (after one warm-up molecule): (molecules, failed, molecules/s).
+#[cfg(feature = "gpu")]
+pub async fn gpu_molecules(predictor: &Predictor<'_>, gpu: &mut GpuLlama, count: usize, now: &dyn Fn() -> f64) -> Result<(usize, usize, f64)> {
+    let items: Vec<Vec<String>> = bench_smiles(count).into_iter().map(|s| vec![s]).collect();
+    predictor.predict_gpu(gpu, &items[..items.len().min(1)]).await?;
+    let t = now();
+    let failed = predictor.predict_gpu(gpu, &items).await?.iter().filter(|r| r.is_err()).count();
+    Ok((items.len(), failed, items.len() as f64 * 1000.0 / (now() - t)))
+}
+
 /// The whole benchmark: kernels, prefill at ~50 and 512 tokens, decoding, and `tag` over
 /// [`BENCH_SMILES`].
 pub fn run(model: &Model, predictor: &Predictor, backend: &str, now: &dyn Fn() -> f64) -> Result<BenchReport> {
-    let smiles: Vec<String> = BENCH_SMILES.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+    let smiles = bench_smiles(usize::MAX);
     let decode_tokens = 32;
     Ok(BenchReport {
         backend: backend.to_string(),

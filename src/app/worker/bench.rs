@@ -66,28 +66,17 @@ async fn gpu_measure(gpu: &mut crate::gpu::GpuLlama, molecules: usize, tag: &str
     let mut figures = Vec::new();
     for &n in prefill {
         status(format!("Benchmark (GPU): prefill of {n} tokens…"));
-        let ids = bench::tokens(&model, n)?;
-        let x = model.llama.embed(&[crate::model::Segment::Tokens(ids)])?.flatten_all()?.to_vec1::<f32>()?;
-        gpu.forward(&x).await?; // builds the buffers for this length
-        let t = now();
-        gpu.forward(&x).await?;
-        let ms = now() - t;
-        figures.push(bench::PrefillFigure { tokens: n, ms, tokens_per_s: n as f64 * 1000.0 / ms });
+        figures.push(bench::gpu_prefill(&model, gpu, n, 1, &now).await?);
     }
-    let items: Vec<Vec<String>> =
-        bench::BENCH_SMILES.lines().filter(|l| !l.is_empty()).take(molecules).map(|l| vec![l.to_string()]).collect();
     let predictor = Predictor::new(&model, &lib, tag)?;
-    status(format!("Benchmark (GPU): <{tag}> over {} molecules…", items.len()));
-    predictor.predict_gpu(gpu, &items[..1.min(items.len())]).await?;
-    let t = now();
-    let failed = predictor.predict_gpu(gpu, &items).await?.iter().filter(|r| r.is_err()).count();
-    let ms = now() - t;
+    status(format!("Benchmark (GPU): <{tag}> over {molecules} molecules…"));
+    let (count, failed, per_s) = bench::gpu_molecules(&predictor, gpu, molecules, &now).await?;
     Ok(json!({
         "adapter": gpu.gpu().describe(),
         "prefill": figures,
-        "molecules": items.len(),
+        "molecules": count,
         "molecules_failed": failed,
-        "molecules_per_s": items.len() as f64 * 1000.0 / ms,
+        "molecules_per_s": per_s,
     }))
 }
 
@@ -130,8 +119,7 @@ fn measure(molecules: usize, tag: &str, kernels: bool, prefill: &[usize], decode
     let decode_tokens_per_s = bench::decode(&model, decode_tokens, &now).map_err(err)?;
     remember("decode_16".into(), 16)?;
     // The molecules figure needs the function tag (the page ships tags/QED).
-    let smiles: Vec<String> =
-        bench::BENCH_SMILES.lines().filter(|l| !l.is_empty()).take(molecules).map(str::to_string).collect();
+    let smiles = bench::bench_smiles(molecules);
     let (molecules_per_s, molecules_error) = match Predictor::new(&model, &lib, tag) {
         Ok(predictor) => {
             status(format!("Benchmark: <{tag}> over {} molecules…", smiles.len()));

@@ -521,7 +521,7 @@ fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
 /// over the benchmark SMILES (the first 10 on a software adapter), as predictions run on the GPU.
 #[cfg(feature = "gpu")]
 fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
-    use tagllm::gpu::{Gpu, GpuLlama};
+    use tagllm::gpu::{block_on, Gpu, GpuLlama};
     use tagllm::model::{GgufFile, Segment, Weights};
     let start = std::time::Instant::now();
     let now = move || start.elapsed().as_secs_f64() * 1000.0;
@@ -533,25 +533,14 @@ fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
     let mut llama = GpuLlama::new(gpu, &file)?;
     let upload_ms = now() - t;
     let model = Model::from_gguf(file, Weights::Quantized)?;
-    let mut prefill = Vec::new();
-    for n in [50, 512] {
-        let ids = tagllm::bench::tokens(&model, n)?;
-        let mut times = Vec::new();
-        for rep in 0..=reps {
-            let t = now();
-            llama.hidden_states(&model.llama, &[Segment::Tokens(ids.clone())])?;
-            if rep > 0 {
-                times.push(now() - t);
-            }
-        }
-        times.sort_by(f64::total_cmp);
-        let ms = times[times.len() / 2];
-        prefill.push(tagllm::bench::PrefillFigure { tokens: n, ms, tokens_per_s: n as f64 * 1000.0 / ms });
-    }
+    let prefill = [50, 512]
+        .into_iter()
+        .map(|n| block_on(tagllm::bench::gpu_prefill(&model, &mut llama, n, reps, &now)))
+        .collect::<tagllm::Result<Vec<_>>>()?;
     // Matrix products on the model's own weights (layer 0) at 1 and 64 rows.
     let mut kernels = Vec::new();
     for m in [1, 64] {
-        for (name, m, k, n, ms, weight_bytes) in tagllm::gpu::block_on(llama.time_matmuls(m, if reps == 1 { 3 } else { 50 }, &now))? {
+        for (name, m, k, n, ms, weight_bytes) in block_on(llama.time_matmuls(m, if reps == 1 { 3 } else { 50 }, &now))? {
             // The weights' blocks as stored, x and y in f32.
             let bytes = (weight_bytes + 4 * (m * k + m * n)) as f64;
             kernels.push(json!({ "name": name, "m": m, "k": k, "n": n, "ms": ms,
@@ -570,26 +559,21 @@ fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
     for step in 0..decode_tokens {
         let next = model.llama.logits(&last)?.argmax(0)?.to_dtype(candle_core::DType::U32)?.to_scalar::<u32>()?;
         let x = model.llama.embed_tokens(&[next])?.flatten_all()?.to_vec1::<f32>()?;
-        let h = tagllm::gpu::block_on(llama.forward_at(&x, ids.len() + step))?;
+        let h = block_on(llama.forward_at(&x, ids.len() + step))?;
         last = candle_core::Tensor::from_vec(h, d, &candle_core::Device::Cpu)?;
     }
     let decode_tokens_per_s = decode_tokens as f64 * 1000.0 / (now() - t);
     let library = load_library(&cli.tags, &model, true)?;
     let predictor = Predictor::new(&model, &library, tag)?;
     let count = if reps == 1 { 10 } else { 100 };
-    let items: Vec<Vec<String>> =
-        tagllm::bench::BENCH_SMILES.lines().filter(|l| !l.is_empty()).take(count).map(|l| vec![l.to_string()]).collect();
-    predictor.predict_gpu_blocking(&mut llama, &items[..1])?; // warm-up
-    let t = now();
-    let failed = predictor.predict_gpu_blocking(&mut llama, &items)?.iter().filter(|r| r.is_err()).count();
-    let molecules_per_s = items.len() as f64 * 1000.0 / (now() - t);
+    let (molecules, failed, molecules_per_s) = block_on(tagllm::bench::gpu_molecules(&predictor, &mut llama, count, &now))?;
     if failed > 0 {
         bail!("{failed} benchmark molecules failed");
     }
     if as_json {
         let v = json!({ "backend": "gpu", "adapter": adapter, "weights_upload_ms": upload_ms, "kernels": kernels,
                         "prefill": prefill, "decode_tokens": decode_tokens, "decode_tokens_per_s": decode_tokens_per_s,
-                        "molecules": items.len(), "molecules_tag": tag, "molecules_per_s": molecules_per_s });
+                        "molecules": molecules, "molecules_tag": tag, "molecules_per_s": molecules_per_s });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -604,6 +588,6 @@ fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
         println!("prefill {:>4} tokens: {:>8.1} ms  {:>8.1} tokens/s", p.tokens, p.ms, p.tokens_per_s);
     }
     println!("decode: {decode_tokens_per_s:.1} tokens/s ({decode_tokens} tokens, greedy; the LM head on the CPU)");
-    println!("{tag} over {} molecules: {molecules_per_s:.2} molecules/s (the shared prefix once, 8 inputs per pass)", items.len());
+    println!("{tag} over {} molecules: {molecules_per_s:.2} molecules/s (the shared prefix once, 8 inputs per pass)", molecules);
     Ok(())
 }
