@@ -69,7 +69,8 @@ fn time_ms(now: &dyn Fn() -> f64, reps: usize, mut f: impl FnMut() -> Result<()>
 /// model runs them: an f32 matmul, or with [`Weights::Int8`] the integer kernels over Q4_1
 /// weights (random ones, quantised like the file's).
 pub fn kernels(model: &Model, rows: &[usize], now: &dyn Fn() -> f64) -> Result<Vec<KernelFigure>> {
-    let int8 = model.llama.weights() == Weights::Int8;
+    let weights = model.llama.weights();
+    let int8 = matches!(weights, Weights::Int8 | Weights::Int16);
     let c = &model.llama.config;
     let shapes = [
         ("attn q/o", c.hidden, c.hidden),
@@ -84,7 +85,7 @@ pub fn kernels(model: &Model, rows: &[usize], now: &dyn Fn() -> f64) -> Result<V
             let w = Tensor::randn(0f32, 0.02, (k, n), &Device::Cpu)?;
             let (ms, weight_bytes) = if int8 {
                 let q = candle_core::quantized::QTensor::quantize(&w.t()?.contiguous()?, candle_core::quantized::GgmlDType::Q4_1)?;
-                let lin = Int8Linear::from_qtensor(&q)?;
+                let lin = Int8Linear::from_qtensor(&q)?.with_wide_inputs(weights == Weights::Int16);
                 let ms = time_ms(now, 5, || {
                     lin.forward(&a)?;
                     Ok(())

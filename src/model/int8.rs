@@ -9,7 +9,12 @@
 //!   Σ w·x ≈ d·d_a·Σ q·a  (+ m·d_a·Σ a for Q4_1)
 //! ```
 //!
-//! with `Σ q·a` computed exactly in 32-bit integers (AVX-512 VNNI `vpdpbusd`, or AVX2
+//! With 16-bit inputs ([`Weights::Int16`], [`QuantRows::new_wide`]) `a` has 16 bits
+//! (`d_a = max|x| / 32384`), split as `a = 254·a_hi + a_lo` into two int8 parts: a block runs the
+//! same 8-bit products twice and combines them as `254·Σ q·a_hi + Σ q·a_lo` — still exact, so
+//! everything below holds; inputs are rounded ~255× more finely, for twice the products.
+//!
+//! `Σ q·a` is computed exactly in 32-bit integers (AVX-512 VNNI `vpdpbusd`, or AVX2
 //! `vpmaddubsw`/`vpmaddwd`, or plain Rust). Every path then performs the same f32 operations in
 //! the same order for one output (`acc = fma(S, d·d_a, acc)`, then `acc = fma(m, d_a·Σa, acc)`,
 //! block after block), so all paths give identical bits, and a row's result never depends on the
@@ -24,6 +29,7 @@
 //! Scales stay f16 (exact when widened), 32 per tile and block, then 32 mins for Q4_1.
 //!
 //! [`Weights::Int8`]: super::Weights::Int8
+//! [`Weights::Int16`]: super::Weights::Int16
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Tensor};
@@ -38,6 +44,8 @@ const TILE: usize = 32;
 const STEPS: usize = BLOCK / 4;
 /// Input rows per micro-kernel call (register blocking).
 const MAX_ROWS: usize = 4;
+/// The largest 16-bit input magnitude: `254·127 + 126`, so that `a_hi` stays within int8.
+const WIDE_MAX: i32 = 254 * 127 + 126;
 /// Below this many multiply-adds a product runs on the calling thread only.
 #[cfg(not(target_arch = "wasm32"))]
 const PARALLEL_MIN_MACS: usize = 1 << 20;
@@ -118,9 +126,11 @@ impl KernelPath {
 pub struct QuantRows {
     pub rows: usize,
     pub k: usize,
-    /// `[rows, k]` int8 values.
+    /// `[rows, k]` int8 values (16-bit rows: the high parts `a_hi`).
     pub q: Vec<i8>,
-    /// `[rows, k / 32]` scales `d_a = max|x| / 127`.
+    /// 16-bit rows only: `[rows, k]` low parts, `a = 254·a_hi + a_lo` (empty for 8-bit rows).
+    pub lo: Vec<i8>,
+    /// `[rows, k / 32]` scales `d_a = max|x| / 127` (16-bit rows: `max|x| / 32384`).
     pub scale: Vec<f32>,
     /// `[rows, k / 32]` integer block sums `Σ a`.
     pub sum: Vec<i32>,
@@ -131,8 +141,8 @@ pub struct QuantRows {
 impl QuantRows {
     /// Quantises `x` (`[rows, k]`, row-major); `k` must be a multiple of 32.
     pub fn new(x: &[f32], k: usize) -> Self {
-        assert!(k % BLOCK == 0 && k > 0, "row width {k} is not a multiple of {BLOCK}");
-        assert!(x.len() % k == 0, "{} values are not rows of {k}", x.len());
+        assert!(k.is_multiple_of(BLOCK) && k > 0, "row width {k} is not a multiple of {BLOCK}");
+        assert!(x.len().is_multiple_of(k), "{} values are not rows of {k}", x.len());
         let rows = x.len() / k;
         let nb = k / BLOCK;
         let mut q = vec![0i8; rows * k];
@@ -159,17 +169,73 @@ impl QuantRows {
             sum[i] = s;
             scaled_sum[i] = d * s as f32;
         }
-        Self { rows, k, q, scale, sum, scaled_sum }
+        Self { rows, k, q, lo: Vec::new(), scale, sum, scaled_sum }
     }
 
-    /// As [`Self::new`] with the portable code only (tests compare the two).
-    pub fn new_portable(x: &[f32], k: usize) -> Self {
-        assert!(k % BLOCK == 0 && k > 0 && x.len() % k == 0, "{} values are not rows of {k}", x.len());
+    /// Quantises `x` (`[rows, k]`) to 16 bits per value, per block of 32, each row on its own:
+    /// `d_a = max|x| / 32384`, `a = round_ties_even(x · (1 / d_a))`, held as two int8 parts
+    /// `a = 254·a_hi + a_lo` (`a_hi = ⌊(a + 127) / 254⌋`, `a_lo` in −127..126) so that the
+    /// kernels' 8-bit products give `Σ q·a = 254·Σ q·a_hi + Σ q·a_lo` exactly. An input moves by
+    /// at most `max|x| / 64768` (8-bit rows: `max|x| / 254`).
+    pub fn new_wide(x: &[f32], k: usize) -> Self {
+        Self::wide(x, k, false)
+    }
+
+    /// As [`Self::new_wide`] with the portable code only (tests compare the two).
+    pub fn new_wide_portable(x: &[f32], k: usize) -> Self {
+        Self::wide(x, k, true)
+    }
+
+    fn wide(x: &[f32], k: usize, portable: bool) -> Self {
+        assert!(k.is_multiple_of(BLOCK) && k > 0 && x.len().is_multiple_of(k), "{} values are not rows of {k}", x.len());
         let (rows, nb) = (x.len() / k, k / BLOCK);
         let mut r = Self {
             rows,
             k,
             q: vec![0; rows * k],
+            lo: vec![0; rows * k],
+            scale: vec![0.0; rows * nb],
+            sum: vec![0; rows * nb],
+            scaled_sum: vec![0.0; rows * nb],
+        };
+        #[cfg(target_arch = "x86_64")]
+        let fast = KernelPath::Vnni512.available() && !portable;
+        #[cfg(not(target_arch = "x86_64"))]
+        let fast = { let _ = portable; false };
+        for (i, ((xb, hi), lo)) in x.chunks_exact(BLOCK).zip(r.q.chunks_exact_mut(BLOCK)).zip(r.lo.chunks_exact_mut(BLOCK)).enumerate() {
+            let (xb, hi, lo) = (xb.try_into().unwrap(), hi.try_into().unwrap(), lo.try_into().unwrap());
+            let (d, s) = if fast {
+                // SAFETY: AVX-512F is there (checked above).
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    x86::quantize_block_wide(xb, hi, lo)
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                unreachable!()
+            } else {
+                quantize_block_wide(xb, hi, lo)
+            };
+            r.scale[i] = d;
+            r.sum[i] = s;
+            r.scaled_sum[i] = d * s as f32;
+        }
+        r
+    }
+
+    /// Whether the rows hold 16-bit values (two int8 parts).
+    pub fn is_wide(&self) -> bool {
+        !self.lo.is_empty()
+    }
+
+    /// As [`Self::new`] with the portable code only (tests compare the two).
+    pub fn new_portable(x: &[f32], k: usize) -> Self {
+        assert!(k.is_multiple_of(BLOCK) && k > 0 && x.len().is_multiple_of(k), "{} values are not rows of {k}", x.len());
+        let (rows, nb) = (x.len() / k, k / BLOCK);
+        let mut r = Self {
+            rows,
+            k,
+            q: vec![0; rows * k],
+            lo: Vec::new(),
             scale: vec![0.0; rows * nb],
             sum: vec![0; rows * nb],
             scaled_sum: vec![0.0; rows * nb],
@@ -183,9 +249,19 @@ impl QuantRows {
         r
     }
 
+    /// The integer `a` of input `(row, col)`.
+    pub fn int(&self, row: usize, col: usize) -> i32 {
+        let i = row * self.k + col;
+        if self.is_wide() {
+            254 * self.q[i] as i32 + self.lo[i] as i32
+        } else {
+            self.q[i] as i32
+        }
+    }
+
     /// The value a quantised input stands for: `d_a · a`.
     pub fn value(&self, row: usize, col: usize) -> f32 {
-        self.scale[row * (self.k / BLOCK) + col / BLOCK] * self.q[row * self.k + col] as f32
+        self.scale[row * (self.k / BLOCK) + col / BLOCK] * self.int(row, col) as f32
     }
 }
 
@@ -203,6 +279,23 @@ fn quantize_block(x: &[f32; BLOCK], q: &mut [i8; BLOCK]) -> (f32, i32) {
     (d, s)
 }
 
+/// One block to 16 bits: `d = max|x| / 32384`, `a = round_ties_even(x · (1 / d))`,
+/// `a_hi = ⌊(a + 127) / 254⌋`, `a_lo = a − 254·a_hi`; returns `(d, Σ a)`.
+fn quantize_block_wide(x: &[f32; BLOCK], hi: &mut [i8; BLOCK], lo: &mut [i8; BLOCK]) -> (f32, i32) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / WIDE_MAX as f32;
+    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut s = 0i32;
+    for ((v, h), l) in x.iter().zip(hi.iter_mut()).zip(lo.iter_mut()) {
+        let a = (v * id).round_ties_even().clamp(-WIDE_MAX as f32, WIDE_MAX as f32) as i32;
+        let ah = (a + 127).div_euclid(254);
+        *h = ah as i8;
+        *l = (a - 254 * ah) as i8;
+        s += a;
+    }
+    (d, s)
+}
+
 /// A weight matrix `[n, k]` (applied as `x · Wᵀ`) held in its quantised form for integer
 /// products.
 #[derive(Clone)]
@@ -215,11 +308,13 @@ pub struct Int8Linear {
     w: Vec<u8>,
     /// f16 scale (and min) bits, `[tiles, k / 32, scale_words]`.
     s: Vec<u16>,
+    /// Inputs quantised to 16 bits ([`QuantRows::new_wide`]) rather than 8.
+    wide: bool,
 }
 
 impl std::fmt::Debug for Int8Linear {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Int8Linear({:?}, n {}, k {})", self.format, self.n, self.k)
+        write!(f, "Int8Linear({:?}, n {}, k {}, wide {})", self.format, self.n, self.k, self.wide)
     }
 }
 
@@ -237,7 +332,7 @@ impl Int8Linear {
 
     /// From the raw GGUF blocks of an `(n, k)` matrix: row after row, `k / 32` blocks each.
     pub fn from_blocks(format: Format, n: usize, k: usize, bytes: &[u8]) -> candle_core::Result<Self> {
-        if k % BLOCK != 0 || k == 0 || n == 0 {
+        if !k.is_multiple_of(BLOCK) || k == 0 || n == 0 {
             candle_core::bail!("cannot hold a [{n}, {k}] matrix in blocks of {BLOCK}");
         }
         let nb = k / BLOCK;
@@ -274,19 +369,29 @@ impl Int8Linear {
                     }
                     Format::Q8_0 => {
                         let qs = &bytes[src + 2..src + 34];
-                        for e in 0..BLOCK {
+                        for (e, &q) in qs.iter().enumerate() {
                             let (j, kk) = (e / 4, e % 4);
-                            w[wbase + j * 128 + g * 64 + gc * 4 + kk] = qs[e] ^ 0x80;
+                            w[wbase + j * 128 + g * 64 + gc * 4 + kk] = q ^ 0x80;
                         }
                     }
                 }
             }
         }
-        Ok(Self { format, n, k, tiles, w, s })
+        Ok(Self { format, n, k, tiles, w, s, wide: false })
     }
 
     pub fn format(&self) -> Format {
         self.format
+    }
+    /// The same weights, with [`Self::forward`] quantising inputs to 16 bits per value instead
+    /// of 8 (twice the integer products; inputs rounded ~256× more finely).
+    pub fn with_wide_inputs(mut self, wide: bool) -> Self {
+        self.wide = wide;
+        self
+    }
+    /// Whether [`Self::forward`] quantises inputs to 16 bits.
+    pub fn wide_inputs(&self) -> bool {
+        self.wide
     }
     /// Output width.
     pub fn n(&self) -> usize {
@@ -357,7 +462,8 @@ impl Int8Linear {
             _ => candle_core::bail!("input of shape {dims:?} for a [{}, {}] weight", self.n, self.k),
         }
         let xs: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let out = self.matmul(&QuantRows::new(&xs, self.k), path);
+        let rows = if self.wide { QuantRows::new_wide(&xs, self.k) } else { QuantRows::new(&xs, self.k) };
+        let out = self.matmul(&rows, path);
         let mut shape = dims;
         *shape.last_mut().unwrap() = self.n;
         Tensor::from_vec(out, shape, x.device())
@@ -496,9 +602,15 @@ struct Rows<'a> {
 }
 
 impl Rows<'_> {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn q(&self, r: usize) -> &[i8] {
         let k = self.x.k;
         &self.x.q[(self.r0 + r) * k..(self.r0 + r + 1) * k]
+    }
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn lo(&self, r: usize) -> &[i8] {
+        let k = self.x.k;
+        &self.x.lo[(self.r0 + r) * k..(self.r0 + r + 1) * k]
     }
     fn at(&self, v: &[f32], r: usize, b: usize) -> f32 {
         v[(self.r0 + r) * self.nb + b]
@@ -537,8 +649,7 @@ fn scalar(format: Format, nr: usize, w: &[u8], s: &[u16], rows: &Rows, out: &mut
             }
             let d = f16::from_bits(s[b * sw + c]).to_f32();
             for (r, acc) in acc.iter_mut().enumerate().take(nr) {
-                let a = &rows.q(r)[b * BLOCK..(b + 1) * BLOCK];
-                let dot: i32 = wq.iter().zip(a).map(|(&q, &a)| q * a as i32).sum();
+                let dot: i32 = (0..BLOCK).map(|e| wq[e] * rows.x.int(rows.r0 + r, b * BLOCK + e)).sum();
                 *acc = (dot as f32).mul_add(d * rows.scale(r, b), *acc);
                 if format == Format::Q4_1 {
                     let m = f16::from_bits(s[b * sw + TILE + c]).to_f32();
@@ -553,6 +664,7 @@ fn scalar(format: Format, nr: usize, w: &[u8], s: &[u16], rows: &Rows, out: &mut
 }
 
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::needless_range_loop)] // register blocks indexed by row and half, as in the layout notes
 mod x86 {
     use super::{Format, Rows, BLOCK, MAX_ROWS, STEPS, TILE};
     use std::arch::x86_64::*;
@@ -563,15 +675,23 @@ mod x86 {
         // SAFETY: the caller checked the CPU features (KernelPath::available); slices are long
         // enough for `nb` blocks (asserted above), rows hold `nb` blocks.
         unsafe {
-            match (format, nr) {
-                (Format::Q4_1, 1) => vnni_tile::<1, true>(w, s, rows, out),
-                (Format::Q4_1, 2) => vnni_tile::<2, true>(w, s, rows, out),
-                (Format::Q4_1, 3) => vnni_tile::<3, true>(w, s, rows, out),
-                (Format::Q4_1, _) => vnni_tile::<4, true>(w, s, rows, out),
-                (Format::Q8_0, 1) => vnni_tile::<1, false>(w, s, rows, out),
-                (Format::Q8_0, 2) => vnni_tile::<2, false>(w, s, rows, out),
-                (Format::Q8_0, 3) => vnni_tile::<3, false>(w, s, rows, out),
-                (Format::Q8_0, _) => vnni_tile::<4, false>(w, s, rows, out),
+            match (format, nr, rows.x.is_wide()) {
+                (Format::Q4_1, 1, false) => vnni_tile::<1, true, false>(w, s, rows, out),
+                (Format::Q4_1, 2, false) => vnni_tile::<2, true, false>(w, s, rows, out),
+                (Format::Q4_1, 3, false) => vnni_tile::<3, true, false>(w, s, rows, out),
+                (Format::Q4_1, _, false) => vnni_tile::<4, true, false>(w, s, rows, out),
+                (Format::Q8_0, 1, false) => vnni_tile::<1, false, false>(w, s, rows, out),
+                (Format::Q8_0, 2, false) => vnni_tile::<2, false, false>(w, s, rows, out),
+                (Format::Q8_0, 3, false) => vnni_tile::<3, false, false>(w, s, rows, out),
+                (Format::Q8_0, _, false) => vnni_tile::<4, false, false>(w, s, rows, out),
+                (Format::Q4_1, 1, true) => vnni_tile::<1, true, true>(w, s, rows, out),
+                (Format::Q4_1, 2, true) => vnni_tile::<2, true, true>(w, s, rows, out),
+                (Format::Q4_1, 3, true) => vnni_tile::<3, true, true>(w, s, rows, out),
+                (Format::Q4_1, _, true) => vnni_tile::<4, true, true>(w, s, rows, out),
+                (Format::Q8_0, 1, true) => vnni_tile::<1, false, true>(w, s, rows, out),
+                (Format::Q8_0, 2, true) => vnni_tile::<2, false, true>(w, s, rows, out),
+                (Format::Q8_0, 3, true) => vnni_tile::<3, false, true>(w, s, rows, out),
+                (Format::Q8_0, _, true) => vnni_tile::<4, false, true>(w, s, rows, out),
             }
         }
     }
@@ -594,30 +714,47 @@ mod x86 {
         (d, _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1)))
     }
 
+    /// [`super::quantize_block_wide`] with AVX-512: the same integers. `⌊n / 254⌋` for
+    /// `n = a + 127 + 254·128` (255..65023) is `⌊(n + 0.5) · fl(1/254)⌋` exactly: the fraction
+    /// stays at least 0.5/254 away from an integer, far beyond the product's rounding.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn quantize_block_wide(x: &[f32; BLOCK], hi: &mut [i8; BLOCK], lo: &mut [i8; BLOCK]) -> (f32, i32) {
+        let x0 = _mm512_loadu_ps(x.as_ptr());
+        let x1 = _mm512_loadu_ps(x.as_ptr().add(16));
+        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        let d = amax / super::WIDE_MAX as f32;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let idv = _mm512_set1_ps(id);
+        let (min, max) = (_mm512_set1_epi32(-super::WIDE_MAX), _mm512_set1_epi32(super::WIDE_MAX));
+        let offset = _mm512_set1_epi32(127 + 254 * 128);
+        let (half, inv) = (_mm512_set1_ps(0.5), _mm512_set1_ps(1.0 / 254.0));
+        let mut sum = _mm512_setzero_si512();
+        for (h, xv) in [x0, x1].into_iter().enumerate() {
+            let a = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(xv, idv)), min), max);
+            let n = _mm512_cvtepi32_ps(_mm512_add_epi32(a, offset));
+            let ah = _mm512_sub_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(_mm512_add_ps(n, half), inv)), _mm512_set1_epi32(128));
+            let al = _mm512_sub_epi32(a, _mm512_mullo_epi32(ah, _mm512_set1_epi32(254)));
+            _mm_storeu_si128(hi.as_mut_ptr().add(h * 16) as *mut __m128i, _mm512_cvtepi32_epi8(ah));
+            _mm_storeu_si128(lo.as_mut_ptr().add(h * 16) as *mut __m128i, _mm512_cvtepi32_epi8(al));
+            sum = _mm512_add_epi32(sum, a);
+        }
+        (d, _mm512_reduce_add_epi32(sum))
+    }
+
     /// Four activation bytes as one i32 lane, broadcast.
     #[inline(always)]
     unsafe fn bcast4(p: *const i8) -> i32 {
         (p as *const i32).read_unaligned()
     }
 
-    /// 32 columns × NR rows: per k-step, two 512-bit weight vectors (16 columns × 4 values
-    /// each) against each row's 4 values broadcast, accumulated by `vpdpbusd`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn vnni_tile<const NR: usize, const Q4: bool>(
-        w: &[u8],
-        s: &[u16],
-        rows: &Rows,
-        out: &mut [[f32; TILE]; MAX_ROWS],
-    ) {
-        let format = if Q4 { Format::Q4_1 } else { Format::Q8_0 };
-        let (wb, sw) = (format.weight_bytes(), format.scale_words());
-        let nib = _mm512_set1_epi8(0x0F);
-        let mut facc = [[_mm512_setzero_ps(); 2]; NR];
-        let a: [*const i8; NR] = std::array::from_fn(|r| rows.q(r).as_ptr());
-        for b in 0..rows.nb {
-            let wp = w.as_ptr().add(b * wb);
-            let mut iacc = [[_mm512_setzero_si512(); 2]; NR];
-            if Q4 {
+    /// One block's integer products into `iacc` (`[[__m512i; 2]; NR]`): the weights at `wp`
+    /// against each row's 32 values from `a[r] + off`. A macro, not a function: the
+    /// accumulators must stay in registers (a call would pass them through memory).
+    macro_rules! vnni_block {
+        ($nr:expr, $q4:expr, $wp:expr, $a:expr, $off:expr, $iacc:expr) => {{
+            let (wp, a, off, iacc) = ($wp, $a, $off, $iacc);
+            if $q4 {
+                let nib = _mm512_set1_epi8(0x0F);
                 for p in 0..STEPS / 2 {
                     let v0 = _mm512_loadu_si512(wp.add(p * 128) as *const _);
                     let v1 = _mm512_loadu_si512(wp.add(p * 128 + 64) as *const _);
@@ -625,8 +762,8 @@ mod x86 {
                     let lo1 = _mm512_and_si512(v1, nib);
                     let hi0 = _mm512_and_si512(_mm512_srli_epi16::<4>(v0), nib);
                     let hi1 = _mm512_and_si512(_mm512_srli_epi16::<4>(v1), nib);
-                    for r in 0..NR {
-                        let ap = a[r].add(b * BLOCK + p * 8);
+                    for r in 0..$nr {
+                        let ap = a[r].add(off + p * 8);
                         let x0 = _mm512_set1_epi32(bcast4(ap));
                         let x1 = _mm512_set1_epi32(bcast4(ap.add(4)));
                         iacc[r][0] = _mm512_dpbusd_epi32(iacc[r][0], lo0, x0);
@@ -639,12 +776,42 @@ mod x86 {
                 for j in 0..STEPS {
                     let v0 = _mm512_loadu_si512(wp.add(j * 128) as *const _);
                     let v1 = _mm512_loadu_si512(wp.add(j * 128 + 64) as *const _);
-                    for r in 0..NR {
-                        let x = _mm512_set1_epi32(bcast4(a[r].add(b * BLOCK + j * 4)));
+                    for r in 0..$nr {
+                        let x = _mm512_set1_epi32(bcast4(a[r].add(off + j * 4)));
                         iacc[r][0] = _mm512_dpbusd_epi32(iacc[r][0], v0, x);
                         iacc[r][1] = _mm512_dpbusd_epi32(iacc[r][1], v1, x);
                     }
                 }
+            }
+        }};
+    }
+
+    /// 32 columns × NR rows: per k-step, two 512-bit weight vectors (16 columns × 4 values
+    /// each) against each row's 4 values broadcast, accumulated by `vpdpbusd`. With `W` (16-bit
+    /// rows) a block runs twice, high parts then low parts: `Σ q·a = 254·Σ q·a_hi + Σ q·a_lo`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn vnni_tile<const NR: usize, const Q4: bool, const W: bool>(
+        w: &[u8],
+        s: &[u16],
+        rows: &Rows,
+        out: &mut [[f32; TILE]; MAX_ROWS],
+    ) {
+        let format = if Q4 { Format::Q4_1 } else { Format::Q8_0 };
+        let (wb, sw) = (format.weight_bytes(), format.scale_words());
+        let mut facc = [[_mm512_setzero_ps(); 2]; NR];
+        let hi: [*const i8; NR] = std::array::from_fn(|r| rows.q(r).as_ptr());
+        let lo: [*const i8; NR] = std::array::from_fn(|r| if W { rows.lo(r).as_ptr() } else { hi[r] });
+        for b in 0..rows.nb {
+            let wp = w.as_ptr().add(b * wb);
+            let mut iacc = [[_mm512_setzero_si512(); 2]; NR];
+            vnni_block!(NR, Q4, wp, &hi, b * BLOCK, &mut iacc);
+            if W {
+                let f = _mm512_set1_epi32(254);
+                for acc in iacc.iter_mut() {
+                    acc[0] = _mm512_mullo_epi32(acc[0], f);
+                    acc[1] = _mm512_mullo_epi32(acc[1], f);
+                }
+                vnni_block!(NR, Q4, wp, &lo, b * BLOCK, &mut iacc);
             }
             let sp = s.as_ptr().add(b * sw);
             let d0 = _mm512_cvtph_ps(_mm256_loadu_si256(sp as *const __m256i));
@@ -686,15 +853,21 @@ mod x86 {
         // SAFETY: as for `vnni`. Two rows at a time (16 ymm registers), each column group alone.
         unsafe {
             let mut r = 0;
+            let mut spare = [0f32; TILE];
             while r < nr {
                 let sub = Rows { x: rows.x, r0: rows.r0 + r, nb: rows.nb };
                 let (o0, o1) = out.split_at_mut(r + 1);
                 for g in 0..2 {
-                    match (format, nr - r) {
-                        (Format::Q4_1, 1) => avx2_group::<1, true>(w, s, &sub, g, [&mut o0[r], &mut [0f32; TILE]]),
-                        (Format::Q4_1, _) => avx2_group::<2, true>(w, s, &sub, g, [&mut o0[r], &mut o1[0]]),
-                        (Format::Q8_0, 1) => avx2_group::<1, false>(w, s, &sub, g, [&mut o0[r], &mut [0f32; TILE]]),
-                        (Format::Q8_0, _) => avx2_group::<2, false>(w, s, &sub, g, [&mut o0[r], &mut o1[0]]),
+                    let o = [&mut o0[r], if nr - r > 1 { &mut o1[0] } else { &mut spare }];
+                    match (format, nr - r, rows.x.is_wide()) {
+                        (Format::Q4_1, 1, false) => avx2_group::<1, true, false>(w, s, &sub, g, o),
+                        (Format::Q4_1, _, false) => avx2_group::<2, true, false>(w, s, &sub, g, o),
+                        (Format::Q8_0, 1, false) => avx2_group::<1, false, false>(w, s, &sub, g, o),
+                        (Format::Q8_0, _, false) => avx2_group::<2, false, false>(w, s, &sub, g, o),
+                        (Format::Q4_1, 1, true) => avx2_group::<1, true, true>(w, s, &sub, g, o),
+                        (Format::Q4_1, _, true) => avx2_group::<2, true, true>(w, s, &sub, g, o),
+                        (Format::Q8_0, 1, true) => avx2_group::<1, false, true>(w, s, &sub, g, o),
+                        (Format::Q8_0, _, true) => avx2_group::<2, false, true>(w, s, &sub, g, o),
                     }
                 }
                 r += 2;
@@ -702,9 +875,10 @@ mod x86 {
         }
     }
 
-    /// 16 columns (group `g` of the tile) × NR ≤ 2 rows with 256-bit vectors.
+    /// 16 columns (group `g` of the tile) × NR ≤ 2 rows with 256-bit vectors; `W` as for
+    /// `vnni_tile`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn avx2_group<const NR: usize, const Q4: bool>(
+    unsafe fn avx2_group<const NR: usize, const Q4: bool, const W: bool>(
         w: &[u8],
         s: &[u16],
         rows: &Rows,
@@ -717,37 +891,47 @@ mod x86 {
         let flip = _mm256_set1_epi8(-128);
         let ones = _mm256_set1_epi16(1);
         let mut facc = [[_mm256_setzero_ps(); 2]; NR];
-        let a: [*const i8; NR] = std::array::from_fn(|r| rows.q(r).as_ptr());
+        let parts: [[*const i8; NR]; 2] =
+            [std::array::from_fn(|r| rows.q(r).as_ptr()), std::array::from_fn(|r| if W { rows.lo(r).as_ptr() } else { rows.q(r).as_ptr() })];
         for b in 0..rows.nb {
             let wp = w.as_ptr().add(b * wb + g * 64);
             let mut iacc = [[_mm256_setzero_si256(); 2]; NR];
-            if Q4 {
-                for p in 0..STEPS / 2 {
-                    for h in 0..2 {
-                        let v = _mm256_loadu_si256(wp.add(p * 128 + h * 32) as *const __m256i);
-                        let lo = _mm256_and_si256(v, nib);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
-                        for r in 0..NR {
-                            let ap = a[r].add(b * BLOCK + p * 8);
-                            let x0 = _mm256_set1_epi32(bcast4(ap));
-                            let x1 = _mm256_set1_epi32(bcast4(ap.add(4)));
-                            let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), ones);
-                            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), ones);
-                            iacc[r][h] = _mm256_add_epi32(iacc[r][h], _mm256_add_epi32(p0, p1));
-                        }
+            for (part, a) in parts.iter().enumerate().take(if W { 2 } else { 1 }) {
+                if part == 1 {
+                    let f = _mm256_set1_epi32(254);
+                    for acc in iacc.iter_mut() {
+                        acc[0] = _mm256_mullo_epi32(acc[0], f);
+                        acc[1] = _mm256_mullo_epi32(acc[1], f);
                     }
                 }
-            } else {
-                for j in 0..STEPS {
-                    for h in 0..2 {
-                        let v = _mm256_loadu_si256(wp.add(j * 128 + h * 32) as *const __m256i);
-                        let q = _mm256_xor_si256(v, flip); // back to signed q
-                        let aq = _mm256_abs_epi8(q);
-                        for r in 0..NR {
-                            let x = _mm256_set1_epi32(bcast4(a[r].add(b * BLOCK + j * 4)));
-                            // |q| · (x with q's sign) = q · x; pairs stay within i16.
-                            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(x, q)), ones);
-                            iacc[r][h] = _mm256_add_epi32(iacc[r][h], p);
+                if Q4 {
+                    for p in 0..STEPS / 2 {
+                        for h in 0..2 {
+                            let v = _mm256_loadu_si256(wp.add(p * 128 + h * 32) as *const __m256i);
+                            let lo = _mm256_and_si256(v, nib);
+                            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
+                            for r in 0..NR {
+                                let ap = a[r].add(b * BLOCK + p * 8);
+                                let x0 = _mm256_set1_epi32(bcast4(ap));
+                                let x1 = _mm256_set1_epi32(bcast4(ap.add(4)));
+                                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), ones);
+                                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), ones);
+                                iacc[r][h] = _mm256_add_epi32(iacc[r][h], _mm256_add_epi32(p0, p1));
+                            }
+                        }
+                    }
+                } else {
+                    for j in 0..STEPS {
+                        for h in 0..2 {
+                            let v = _mm256_loadu_si256(wp.add(j * 128 + h * 32) as *const __m256i);
+                            let q = _mm256_xor_si256(v, flip); // back to signed q
+                            let aq = _mm256_abs_epi8(q);
+                            for r in 0..NR {
+                                let x = _mm256_set1_epi32(bcast4(a[r].add(b * BLOCK + j * 4)));
+                                // |q| · (x with q's sign) = q · x; pairs stay within i16.
+                                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(x, q)), ones);
+                                iacc[r][h] = _mm256_add_epi32(iacc[r][h], p);
+                            }
                         }
                     }
                 }
@@ -816,6 +1000,11 @@ mod tests {
         (0..rows * k).map(|i| rng.normal() * if i % 97 == 0 { 8.0 } else { 1.0 }).collect()
     }
 
+    /// The rows quantised both ways: 8 and 16 bits.
+    fn quantised(x: &[f32], k: usize) -> [QuantRows; 2] {
+        [QuantRows::new(x, k), QuantRows::new_wide(x, k)]
+    }
+
     const PATHS: [KernelPath; 3] = [KernelPath::Vnni512, KernelPath::Avx2, KernelPath::Scalar];
     const SHAPES: [(usize, usize); 4] = [(576, 576), (192, 576), (40, 96), (576, 1536)];
 
@@ -825,7 +1014,7 @@ mod tests {
             for (n, k) in SHAPES {
                 let lin = Int8Linear::from_blocks(format, n, k, &random_blocks(format, n, k, 7)).unwrap();
                 let rows = 5;
-                let x = QuantRows::new(&random_x(rows, k, 3), k);
+                for x in quantised(&random_x(rows, k, 3), k) {
                 let nb = k / BLOCK;
                 for path in PATHS.into_iter().filter(|p| p.available()) {
                     let y = lin.matmul(&x, path);
@@ -836,7 +1025,7 @@ mod tests {
                                 let da = x.scale[r * nb + b] as f64;
                                 let mut dot = 0f64;
                                 for i in b * BLOCK..(b + 1) * BLOCK {
-                                    let a = x.q[r * k + i] as f64;
+                                    let a = x.int(r, i) as f64;
                                     dot += lin.weight(c, i) * a;
                                     let (q, d, m) = lin.parts(c, i);
                                     size += (d as f64 * q as f64 * a).abs() * da + (m as f64 * a).abs() * da;
@@ -853,6 +1042,7 @@ mod tests {
                         }
                     }
                 }
+                }
             }
         }
     }
@@ -864,7 +1054,9 @@ mod tests {
                 let lin = Int8Linear::from_blocks(format, n, k, &random_blocks(format, n, k, 11)).unwrap();
                 let rows = 4;
                 let xs = random_x(rows, k, 5);
-                let y = lin.matmul(&QuantRows::new(&xs, k), KernelPath::best());
+                for x in quantised(&xs, k) {
+                let steps = if x.is_wide() { 2.0 * WIDE_MAX as f64 } else { 254.0 };
+                let y = lin.matmul(&x, KernelPath::best());
                 let nb = k / BLOCK;
                 let (mut err2, mut ref2) = (0f64, 0f64);
                 for r in 0..rows {
@@ -880,8 +1072,9 @@ mod tests {
                                 exact += wv * xv as f64;
                                 wsum += wv.abs();
                             }
-                            // Each input moves by at most half a step, d_a / 2 = max|x| / 254.
-                            bound += amax / 254.0 * wsum * (1.0 + 1e-5);
+                            // Each input moves by at most half a step, d_a / 2 = max|x| / 254
+                            // (16 bits: max|x| / 64768).
+                            bound += amax / steps * wsum * (1.0 + 1e-5);
                         }
                         let got = y[r * n + c] as f64;
                         assert!((got - exact).abs() <= bound + 1e-6, "{format:?} [{n},{k}] {got} vs {exact} (bound {bound})");
@@ -890,7 +1083,9 @@ mod tests {
                     }
                 }
                 let rel = (err2 / ref2).sqrt();
-                assert!(rel < 0.01, "{format:?} [{n},{k}] relative error {rel}");
+                let limit = if x.is_wide() { 1e-4 } else { 0.01 };
+                assert!(rel < limit, "{format:?} [{n},{k}] wide {} relative error {rel}", x.is_wide());
+                }
             }
         }
     }
@@ -901,13 +1096,14 @@ mod tests {
             let (n, k) = (576, 1536);
             let lin = Int8Linear::from_blocks(format, n, k, &random_blocks(format, n, k, 13)).unwrap();
             let xs = random_x(37, k, 17);
-            for path in PATHS.into_iter().filter(|p| p.available()) {
-                let batch = lin.matmul(&QuantRows::new(&xs, k), path);
+            for (path, wide) in PATHS.into_iter().filter(|p| p.available()).flat_map(|p| [(p, false), (p, true)]) {
+                let quant = |x: &[f32]| if wide { QuantRows::new_wide(x, k) } else { QuantRows::new(x, k) };
+                let batch = lin.matmul(&quant(&xs), path);
                 for r in 0..37 {
-                    let alone = lin.matmul(&QuantRows::new(&xs[r * k..(r + 1) * k], k), path);
+                    let alone = lin.matmul(&quant(&xs[r * k..(r + 1) * k]), path);
                     assert!(
                         alone.iter().zip(&batch[r * n..(r + 1) * n]).all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "{format:?} {path:?} row {r}"
+                        "{format:?} {path:?} wide {wide} row {r}"
                     );
                 }
             }
@@ -921,14 +1117,14 @@ mod tests {
         for format in [Format::Q4_1, Format::Q8_0] {
             for (n, k) in SHAPES {
                 let lin = Int8Linear::from_blocks(format, n, k, &random_blocks(format, n, k, 19)).unwrap();
-                for rows in [1, 2, 3, 7] {
-                    let x = QuantRows::new(&random_x(rows, k, 23 + rows as u64), k);
+                for (rows, x) in [1, 2, 3, 7].into_iter().flat_map(|rows| quantised(&random_x(rows, k, 23 + rows as u64), k).map(|x| (rows, x))) {
                     let reference = lin.matmul(&x, KernelPath::Scalar);
                     for &path in &available {
                         let y = lin.matmul(&x, path);
                         assert!(
                             y.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()),
-                            "{format:?} {path:?} [{n},{k}] {rows} rows differs from scalar"
+                            "{format:?} {path:?} [{n},{k}] {rows} rows (wide {}) differs from scalar",
+                            x.is_wide()
                         );
                     }
                 }
@@ -960,6 +1156,30 @@ mod tests {
             let (r, c) = (i / 1536, i % 1536);
             assert!((a.value(r, c) - v).abs() <= a.scale[i / BLOCK] * 0.5001, "{i}");
         }
+    }
+
+    #[test]
+    fn wide_rows_split_into_int8_parts_and_round_255_times_finer() {
+        let mut xs = random_x(3, 96, 41);
+        xs[0] = -5.0; // a block whose extreme is negative
+        xs[32..64].iter_mut().for_each(|v| *v = 0.0);
+        let w = QuantRows::new_wide(&xs, 96);
+        let p = QuantRows::new_wide_portable(&xs, 96);
+        assert_eq!((&w.q, &w.lo, &w.sum), (&p.q, &p.lo, &p.sum), "SIMD and portable quantisation agree");
+        assert!(w.scale.iter().zip(&p.scale).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(w.is_wide() && !QuantRows::new(&xs, 96).is_wide());
+        assert_eq!(w.int(0, 0), -WIDE_MAX, "the extreme maps to the largest magnitude");
+        for (i, &v) in xs.iter().enumerate() {
+            let (r, c) = (i / 96, i % 96);
+            assert!((-127..=126).contains(&(w.lo[i] as i32)), "{i}: low part {}", w.lo[i]);
+            let step = w.scale[i / BLOCK];
+            assert!((w.value(r, c) - v).abs() <= step * 0.5001, "{i}: {} vs {v}", w.value(r, c));
+        }
+        for b in 0..9 {
+            let s: i32 = (0..BLOCK).map(|e| w.int(b / 3, (b % 3) * BLOCK + e)).sum();
+            assert_eq!(w.sum[b], s);
+        }
+        assert_eq!(w.scale[1], 0.0);
     }
 
     #[test]

@@ -166,8 +166,8 @@ impl Llama {
             Ok(match weights {
                 Weights::F32 => Linear::Candle(QMatMul::Tensor(t.dequantize(&device)?)),
                 Weights::Quantized => Linear::Candle(QMatMul::from_arc(t)?),
-                Weights::Int8 => match Int8Linear::from_qtensor(&t) {
-                    Ok(w) => Linear::Int8(w),
+                Weights::Int8 | Weights::Int16 => match Int8Linear::from_qtensor(&t) {
+                    Ok(w) => Linear::Int8(w.with_wide_inputs(weights == Weights::Int16)),
                     Err(_) => Linear::Candle(QMatMul::Tensor(t.dequantize(&device)?)),
                 },
             })

@@ -198,7 +198,7 @@ pub fn fit_ridge(xt: &[Vec<f64>], yt: &[f64], xv: &[Vec<f64>], yv: &[f64], block
     // (proteins) can need a stronger penalty than the rest, so each block gets its own
     // multiplier from {1, 10, 100} (the smallest 1: the strength grid does the rest); otherwise
     // one strength serves all.
-    let blocks = block.filter(|&w| w > 0 && d % w == 0 && d / w >= 3).map_or(1, |w| d / w);
+    let blocks = block.filter(|&w| w > 0 && d.is_multiple_of(w) && d / w >= 3).map_or(1, |w| d / w);
     let width = if blocks > 1 { d / blocks } else { d };
     let mut combos: Vec<Vec<f64>> = vec![vec![1.0; blocks]];
     for b in 0..blocks {
