@@ -96,8 +96,8 @@ const MAX_GROUPS: usize = 65_535;
 impl Kernels {
     pub fn new(device: &wgpu::Device) -> Self {
         Self {
-            matmul_q4_1: Kernel::new(device, "matmul_q4_1", include_str!("shaders/matmul_q4_1.wgsl")),
-            matmul_q8_0: Kernel::new(device, "matmul_q8_0", include_str!("shaders/matmul_q8_0.wgsl")),
+            matmul_q4_1: Kernel::new(device, "matmul_q4_1", concat!(include_str!("shaders/matmul_q4_1.wgsl"), include_str!("shaders/matmul.wgsl"))),
+            matmul_q8_0: Kernel::new(device, "matmul_q8_0", concat!(include_str!("shaders/matmul_q8_0.wgsl"), include_str!("shaders/matmul.wgsl"))),
             rmsnorm: Kernel::new(device, "rmsnorm", include_str!("shaders/rmsnorm.wgsl")),
             rope: Kernel::new(device, "rope", include_str!("shaders/rope.wgsl")),
             attention: Kernel::new(device, "attention", include_str!("shaders/attention.wgsl")),

@@ -51,7 +51,10 @@ fn features(model: &Model, template: &Template, kinds: &[InputType], readout: Re
     }
     let groups = crate::predict::groups_in_order(prompts.iter().map(|p| p.0.as_slice()));
     let mut rows: Vec<Vec<f64>> = vec![Vec::new(); prompts.len()];
-    for (prefix, members) in groups {
+    for (prefix, mut members) in groups {
+        // Similar lengths together: a chunk is padded to its longest prompt (proteins run from
+        // tens to a thousand residues).
+        members.sort_by_key(|&j| prompts[j].1.len());
         let mut cache = KvCache::new();
         let prefix_hidden = if prefix.is_empty() {
             None
