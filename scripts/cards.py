@@ -122,6 +122,15 @@ def fmt(v):
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
+def fmt_pair(a, b):
+    """Two figures with enough decimals (3 to 6) that they read differently when they differ."""
+    for d in range(3, 7):
+        x, y = f"{a:.{d}f}", f"{b:.{d}f}"
+        if x != y:
+            break
+    return x, y
+
+
 def row_line(label, m, ci=False):
     cells = [label, str(m.get("n", "—"))] + [fmt(m.get(k)) for k in ("mse", "mae", "pearson", "spearman", "r2")]
     if ci:
@@ -272,7 +281,7 @@ def card(name, ablation, full, limit=None):
                        f" the training-mean predictor (MSE {fmt(ours['mse'])} vs {fmt(mean_m['mse'])}).")
     if probe:
         verdict.append(("Adds to" if ours["mse"] < probe["test"]["mse"] else "**Adds nothing over**") +
-                       f" the same prompt without tags (MSE {fmt(ours['mse'])} vs {fmt(probe['test']['mse'])}).")
+                       " the same prompt without tags (MSE %s vs %s)." % fmt_pair(ours["mse"], probe["test"]["mse"]))
     if best:
         verdict.append(("Beats" if ours["mse"] < best["mse"] else "**Loses to**") +
                        f" the best expert baseline here, {best_name} (MSE {fmt(ours['mse'])} vs {fmt(best['mse'])}, "
