@@ -18,10 +18,12 @@ fi
 cargo build --release --quiet --bin tagllm
 out=bench/results; mkdir -p "$out"
 stamp="$(date -u +%Y-%m-%d)-$(hostname -s)"
-echo "== tagllm bench ($threads threads)"
+echo "== tagllm bench ($threads threads, default weights)"
 RAYON_NUM_THREADS=$threads target/release/tagllm bench --json > "$out/$stamp.tagllm.json"
-echo "== tagllm --weights int16 bench ($threads threads)"
-RAYON_NUM_THREADS=$threads target/release/tagllm --weights int16 bench --json > "$out/$stamp.tagllm-int16.json"
+for w in f32 int16; do
+  echo "== tagllm --weights $w bench ($threads threads)"
+  RAYON_NUM_THREADS=$threads target/release/tagllm --weights $w bench --json > "$out/$stamp.tagllm-$w.json"
+done
 echo "== llama.cpp ($threads threads)"
 "$venv/bin/python" scripts/bench/llamacpp_bench.py "$model" "$threads" tests/fixtures/bench_smiles.txt \
   "$(target/release/tagllm tags show QED | python3 -c 'import json, sys; print(json.load(sys.stdin)["p"])')" > "$out/$stamp.llama_cpp.json"

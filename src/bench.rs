@@ -91,6 +91,8 @@ pub fn kernels(model: &Model, rows: &[usize], now: &dyn Fn() -> f64) -> Result<V
                     Ok(())
                 })?;
                 (ms, lin.size_in_bytes() as f64)
+            } else if weights == Weights::Amx {
+                amx_kernel(&a, &w, now)?
             } else {
                 let ms = time_ms(now, 5, || {
                     a.matmul(&w)?;
@@ -112,6 +114,25 @@ pub fn kernels(model: &Model, rows: &[usize], now: &dyn Fn() -> f64) -> Result<V
         }
     }
     Ok(out)
+}
+
+/// The AMX product of `a` (`[m, k]`) and `w` (`[k, n]`): its median time and weight bytes.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn amx_kernel(a: &Tensor, w: &Tensor, now: &dyn Fn() -> f64) -> Result<(f64, f64)> {
+    let (k, n) = w.dims2()?;
+    let values: Vec<f32> = w.t()?.contiguous()?.flatten_all()?.to_vec1()?;
+    let lin = crate::model::amx::AmxLinear::new(&values, n, k)
+        .ok_or_else(|| crate::error::Error::Usage(format!("a [{n}, {k}] matrix does not tile for AMX")))?;
+    let ms = time_ms(now, 5, || {
+        lin.forward(a)?;
+        Ok(())
+    })?;
+    Ok((ms, lin.size_in_bytes() as f64))
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn amx_kernel(_: &Tensor, _: &Tensor, _: &dyn Fn() -> f64) -> Result<(f64, f64)> {
+    Err(crate::error::Error::Usage("AMX products need x86-64 Linux".into()))
 }
 
 /// A prompt of exactly `n` tokens: a SMILES-like text repeated and cut (the page's benchmark

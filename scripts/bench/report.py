@@ -18,8 +18,10 @@ def cpu():
 
 
 mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-wide_path = stem + ".tagllm-int16.json"
-wide = json.load(open(wide_path)) if os.path.exists(wide_path) else None
+# Our runs: the default (`tagllm bench`) and, where present, other `--weights` for comparison.
+variants = [ours] + [json.load(open(f"{stem}.tagllm-{w}.json")) for w in ("f32", "int16")
+                     if os.path.exists(f"{stem}.tagllm-{w}.json")]
+variants = [v for i, v in enumerate(variants) if all(v["weights"] != u["weights"] for u in variants[:i])]
 
 
 def figs(j):
@@ -39,8 +41,8 @@ theirs_figs = [t["prefill"][0]["tokens_per_s"], t["prefill"][1]["tokens_per_s"],
 print(f"# Speed: tagllm vs llama.cpp — {os.path.basename(stem)}\n")
 print(f"Machine: {cpu()}, {os.cpu_count()} logical cores, {mem:.0f} GiB; {threads} threads for both; "
       f"model `SmolLM2-135M-Instruct.Q4_1.gguf` (same file).\n")
-cols = [("tagllm f32", figs(ours))] + ([("tagllm int16", figs(wide))] if wide else [])
-print("| figure | " + " | ".join(c for c, _ in cols) + " | llama.cpp | " + " | ".join(f"{c} / theirs" for c, _ in cols) + " | ahead? |")
+cols = [(f"tagllm {v['weights']}" + (" (default)" if i == 0 else ""), figs(v)) for i, v in enumerate(variants)]
+print("| figure | " + " | ".join(c for c, _ in cols) + " | llama.cpp | " + " | ".join(f"{c.split(' (')[0]} / theirs" for c, _ in cols) + " | ahead? |")
 print("| --- " * (3 + 2 * len(cols)) + "|")
 for i, name in enumerate(names):
     b = theirs_figs[i]
@@ -49,15 +51,20 @@ for i, name in enumerate(names):
     ahead = (best >= 1) if higher[i] else (best <= 1)
     print(f"| {name} | " + " | ".join(f"{c[i]:.1f}" for _, c in cols) + f" | {b:.1f} | "
           + " | ".join(f"{r:.2f}" for r in ratios) + f" | {'yes' if ahead else '**no**'} |")
-print("\n`tagllm f32` (the default) runs the Q4_1 weights expanded to f32 (batch-invariant, exactly what the "
-      "tags were trained on); `tagllm int16` (`--weights int16`) runs our integer kernels on the file's blocks "
-      "with inputs rounded to 16 bits (predictions within ~5e-3 log units of f32 on LogP); llama.cpp runs its "
-      "quantised kernels with 8-bit inputs. Our molecule prompt carries the <SMILES> (shared prefix) and <QED> "
+about = {
+    "amx": "`amx` (the default where the CPU has AMX) holds the same f32 values as two bf16 parts and multiplies them "
+           "on AMX tiles, three bf16 products per f32 one (within ~1e-5 of f32: read-out states 9e-6, LogP 2e-4)",
+    "f32": "`f32` runs the Q4_1 weights expanded to f32 (exactly what the tags were trained on; the default "
+           "without AMX)",
+    "int16": "`int16` runs our integer kernels on the file's blocks with inputs rounded to 16 bits "
+             "(predictions within ~5e-3 log units of f32 on LogP)",
+}
+print("\n" + "; ".join(about.get(v["weights"], f"`{v['weights']}`") for v in variants)
+      + "; llama.cpp runs its quantised kernels with 8-bit inputs. Predictions run one batch of 8 molecules per "
+      "thread. Our molecule prompt carries the <SMILES> (shared prefix) and <QED> "
       f"(each molecule) tags, {t.get('tag_positions', 10)} positions each: the second molecules row gives "
-      "llama.cpp as many positions. Kernels (ours, f32 matmul"
-      + ("; int16 in brackets" if wide else "") + "):\n")
-print("| kernel | ms | GFLOP/s | GB/s |\n| --- | --- | --- | --- |")
+      "llama.cpp as many positions. Kernels (GFLOP/s of each of ours):\n")
+print("| kernel | " + " | ".join(v["weights"] for v in variants) + " |\n" + "| --- " * (1 + len(variants)) + "|")
 for i, k in enumerate(ours["kernels"]):
-    extra = f" ({wide['kernels'][i]['gflops']:.2f})" if wide else ""
-    print(f"| {k['name']} | {k['ms']:.3f} | {k['gflops']:.2f}{extra} | {k['gb_per_s']:.2f} |")
+    print(f"| {k['name']} | " + " | ".join(f"{v['kernels'][i]['gflops']:.1f}" for v in variants) + " |")
 print(f"\nRe-run: `scripts/bench.sh {threads}`.")

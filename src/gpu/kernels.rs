@@ -148,7 +148,7 @@ pub mod shape {
 
 /// Checks that the matmul inputs fit: `k` whole blocks, `n × k/32` blocks of bytes.
 pub fn check_matmul(quant: Quant, w: &[u8], n: usize, k: usize) -> Result<()> {
-    if k % 32 != 0 {
+    if !k.is_multiple_of(32) {
         return Err(Error::Gpu(format!("matmul width {k} is not a multiple of the block size 32")));
     }
     let need = n * k / 32 * quant.block_bytes();
@@ -206,7 +206,7 @@ impl Gpu {
     /// RMSNorm of each row of `x` (`[rows, weight.len()]`).
     pub async fn run_rmsnorm(&self, x: &[f32], weight: &[f32], eps: f32) -> Result<Vec<f32>> {
         let d = weight.len();
-        if d == 0 || x.len() % d != 0 {
+        if d == 0 || !x.len().is_multiple_of(d) {
             return Err(Error::Gpu(format!("rmsnorm of {} values by a weight of {d}", x.len())));
         }
         let (p, wg) = shape::rmsnorm(x.len() / d, d, eps);
@@ -229,16 +229,17 @@ impl Gpu {
 
     /// Causal GQA: `q` `[t, heads, 64]`, sequences of `seq` rows after `past` shared positions;
     /// `k`/`v` `[past + t, kv_heads, 64]` (the shared rows, then each sequence's).
+    #[allow(clippy::too_many_arguments)]
     pub async fn run_attention(&self, q: &[f32], k: &[f32], v: &[f32], heads: usize, kv_heads: usize, past: usize, seq: usize) -> Result<Vec<f32>> {
         let hd = ATTENTION_HEAD_DIM;
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+        if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
             return Err(Error::Gpu(format!("{heads} heads do not group over {kv_heads} kv heads")));
         }
         let t = q.len() / (heads * hd);
         check_len("q", q.len(), t * heads * hd)?;
         check_len("k", k.len(), (past + t) * kv_heads * hd)?;
         check_len("v", v.len(), (past + t) * kv_heads * hd)?;
-        if seq == 0 || t % seq != 0 {
+        if seq == 0 || !t.is_multiple_of(seq) {
             return Err(Error::Gpu(format!("{t} query rows are not sequences of {seq}")));
         }
         let (p, wg) = shape::attention(t, heads, kv_heads, past, seq);

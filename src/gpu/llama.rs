@@ -187,7 +187,7 @@ impl GpuLlama {
         // offset the device can bind.
         let row_bytes = (config.n_kv_head * config.head_dim * 4) as u64;
         let align = gpu.device.limits().min_storage_buffer_offset_alignment as u64;
-        if row_bytes % align != 0 {
+        if !row_bytes.is_multiple_of(align) {
             return Err(Error::Gpu(format!("KV cache rows of {row_bytes} bytes are not aligned to the device's {align}")));
         }
         let cache = KvCache { k: vec![], v: vec![], capacity: 0 };

@@ -51,13 +51,27 @@ impl Segment {
 enum Linear {
     Candle(QMatMul),
     Int8(Int8Linear),
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    Amx(super::amx::AmxLinear),
 }
 
 impl Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
+            // candle multiplies a `[b, s, k]` input by the weight once per batch row (packing the
+            // weight each time, `s` rows per product); one `[b·s, k]` product does it once.
+            Linear::Candle(QMatMul::Tensor(w)) if x.rank() > 2 => {
+                let dims = x.dims();
+                let k = dims[dims.len() - 1];
+                let y = x.reshape(((), k))?.matmul(&w.t()?)?;
+                let mut out = dims.to_vec();
+                *out.last_mut().unwrap_or(&mut 0) = w.dims()[0];
+                y.reshape(out)
+            }
             Linear::Candle(w) => w.forward(x),
             Linear::Int8(w) => w.forward(x),
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Linear::Amx(w) => w.forward(x),
         }
     }
 }
@@ -170,6 +184,7 @@ impl Llama {
                     Ok(w) => Linear::Int8(w.with_wide_inputs(weights == Weights::Int16)),
                     Err(_) => Linear::Candle(QMatMul::Tensor(t.dequantize(&device)?)),
                 },
+                Weights::Amx => amx_linear(&t.dequantize(&device)?)?,
             })
         };
         let mut matmul = |name: &str| -> Result<Linear> { linear_of(Arc::new(qtensor(name)?)) };
@@ -206,7 +221,12 @@ impl Llama {
                 .tensor(&mut std::io::Cursor::new(&file.bytes), "token_embd.weight", &device)
                 .map_err(|e| Error::model(format!("tensor `token_embd.weight`: {e}")))?,
         );
-        let lm_head = linear_of(embedding.clone())?;
+        // The output head only serves generation; with AMX it runs candle's Q8_0 kernel on the
+        // embedding table itself rather than holding a second, f32-sized copy.
+        let lm_head = match weights {
+            Weights::Amx => Linear::Candle(QMatMul::from_arc(embedding.clone())?),
+            _ => linear_of(embedding.clone())?,
+        };
         let (cos, sin) = rope_tables(&config, &device)?;
         Ok(Self { config, embedding, lm_head, layers, norm, cos, sin, device, weights })
     }
@@ -442,6 +462,8 @@ impl Llama {
         match (&self.lm_head, hidden.track_op()) {
             (Linear::Candle(QMatMul::Tensor(w)), true) => Ok(super::frozen::frozen_linear(hidden, w)?),
             (Linear::Int8(_), true) => Err(Error::Usage("training needs f32 weights, not int8".into())),
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            (Linear::Amx(_), true) => Err(Error::Usage("training needs f32 weights, not amx".into())),
             _ => Ok(self.lm_head.forward(hidden)?),
         }
     }
@@ -457,6 +479,33 @@ impl Llama {
     }
 }
 
+/// An f32 matrix packed for the AMX kernels (an f32 one where its shape does not tile).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn amx_linear(w: &Tensor) -> Result<Linear> {
+    if !super::amx_available() {
+        return Err(Error::Usage("`--weights amx` needs a CPU with AMX (e.g. Xeon Sapphire Rapids); use f32".into()));
+    }
+    let (n, k) = w.dims2()?;
+    let packed = {
+        let (storage, layout) = w.storage_and_layout();
+        match (&*storage, layout.contiguous_offsets()) {
+            (candle_core::Storage::Cpu(cpu), Some((start, end))) => {
+                super::amx::AmxLinear::new(&cpu.as_slice::<f32>()?[start..end], n, k)
+            }
+            _ => None,
+        }
+    };
+    Ok(match packed {
+        Some(lin) => Linear::Amx(lin),
+        None => Linear::Candle(QMatMul::Tensor(w.clone())),
+    })
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn amx_linear(_: &Tensor) -> Result<Linear> {
+    Err(Error::Usage("`--weights amx` needs an x86-64 Linux CPU with AMX; use f32".into()))
+}
+
 /// A weight matrix applied to `x`. In training, f32 weights go through [`frozen_linear`] so no
 /// gradient is computed for them.
 ///
@@ -466,6 +515,8 @@ fn linear(w: &Linear, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
         (Mode::Train, Linear::Candle(QMatMul::Tensor(w))) => super::frozen::frozen_linear(x, w),
         // Integer products have no backward: gradients would silently stop here.
         (Mode::Train, Linear::Int8(_)) => candle_core::bail!("training needs f32 weights, not int8"),
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        (Mode::Train, Linear::Amx(_)) => candle_core::bail!("training needs f32 weights, not amx"),
         _ => w.forward(x),
     }
 }

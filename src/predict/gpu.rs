@@ -67,14 +67,14 @@ impl Predictor<'_> {
     /// The shared prefix `keys` on the GPU: run at position 0, unless the cache still holds it
     /// from this predictor's last call.
     async fn gpu_prefix(&self, gpu: &mut GpuLlama, keys: &[Key]) -> Result<Prefix> {
-        if let Some((epoch, p)) = self.gpu_prefix.borrow().as_ref() {
+        if let Some((epoch, p)) = super::lock(&self.gpu_prefix).as_ref() {
             if *epoch == gpu.epoch() && p.keys == keys {
                 return Ok(p.clone());
             }
         }
         let hidden = if keys.is_empty() { None } else { self.gpu_states(gpu, &[keys], 0).await?.pop() };
         let prefix = Prefix { keys: keys.to_vec(), cache: KvCache::new(), hidden };
-        *self.gpu_prefix.borrow_mut() = Some((gpu.epoch(), prefix.clone()));
+        *super::lock(&self.gpu_prefix) = Some((gpu.epoch(), prefix.clone()));
         Ok(prefix)
     }
 

@@ -59,6 +59,30 @@ pub(crate) fn groups_in_order<'k, K: std::hash::Hash + Eq + ?Sized>(keys: impl I
     groups
 }
 
+/// Locks a cache, even one a panicking thread left poisoned (it holds a value or nothing).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How many batches run at once: one per thread natively, one in the page's worker.
+fn parallel_batches() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    return rayon::current_num_threads().max(1);
+    #[cfg(target_arch = "wasm32")]
+    1
+}
+
+/// `f` over `items`, in order; natively on the thread pool.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        items.par_iter().map(f).collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    items.iter().map(f).collect()
+}
+
 /// The shared start of a batch's prompts, computed once: its keys, cache and final-norm states.
 #[derive(Clone)]
 pub struct Prefix {
@@ -86,10 +110,10 @@ pub struct Predictor<'a> {
     head_b: f32,
     /// Indices of the input pieces in the template (and so in a prompt's keys).
     input_keys: Vec<usize>,
-    last_prefix: std::cell::RefCell<Option<Prefix>>,
+    last_prefix: std::sync::Mutex<Option<Prefix>>,
     /// The last prefix run on a GPU, with the GPU cache's epoch it is valid for.
     #[cfg(feature = "gpu")]
-    gpu_prefix: std::cell::RefCell<Option<(u64, Prefix)>>,
+    gpu_prefix: std::sync::Mutex<Option<(u64, Prefix)>>,
     /// Inputs per forward pass.
     pub batch_size: usize,
 }
@@ -263,22 +287,30 @@ impl<'a> Predictor<'a> {
             };
             // Similar lengths together waste the least padding.
             members.sort_by_key(|&j| self.len_of(&prompts[j].1[split..]));
+            // Natively the batches of a wave run side by side, one per thread: far better use of
+            // the cores than splitting each batch's small products between them.
+            let chunks: Vec<&[usize]> = members.chunks(self.batch_size.max(1)).collect();
             let mut cancelled = false;
-            for chunk in members.chunks(self.batch_size.max(1)) {
-                let suffixes: Vec<&[Key]> = chunk.iter().map(|&j| &prompts[j].1[split..]).collect();
-                match self.run_suffixes(&prefix, &suffixes) {
-                    Ok(values) => {
-                        for (&j, v) in chunk.iter().zip(values) {
-                            results[prompts[j].0] = Ok(v);
+            for wave in chunks.chunks(parallel_batches()) {
+                let values = par_map(wave, |chunk| {
+                    let suffixes: Vec<&[Key]> = chunk.iter().map(|&j| &prompts[j].1[split..]).collect();
+                    self.run_suffixes(&prefix, &suffixes)
+                });
+                for (chunk, values) in wave.iter().zip(values) {
+                    match values {
+                        Ok(values) => {
+                            for (&j, v) in chunk.iter().zip(values) {
+                                results[prompts[j].0] = Ok(v);
+                            }
+                        }
+                        Err(e) => {
+                            for &j in chunk.iter() {
+                                results[prompts[j].0] = Err(format!("model failed: {e}"));
+                            }
                         }
                     }
-                    Err(e) => {
-                        for &j in chunk {
-                            results[prompts[j].0] = Err(format!("model failed: {e}"));
-                        }
-                    }
+                    done += chunk.len();
                 }
-                done += chunk.len();
                 if !progress(done, total) {
                     cancelled = true;
                     break;
@@ -304,11 +336,11 @@ impl<'a> Predictor<'a> {
     /// The prefix for `keys`, reusing the last one computed: a caller that feeds one protein's
     /// ligands in small sub-batches (the page, to stay responsive) runs the protein once.
     fn cached_prefix(&self, keys: &[Key]) -> Result<Prefix> {
-        if let Some(p) = self.last_prefix.borrow().as_ref().filter(|p| p.keys == keys) {
+        if let Some(p) = lock(&self.last_prefix).as_ref().filter(|p| p.keys == keys) {
             return Ok(p.clone());
         }
         let p = self.run_prefix(keys)?;
-        *self.last_prefix.borrow_mut() = Some(p.clone());
+        *lock(&self.last_prefix) = Some(p.clone());
         Ok(p)
     }
 

@@ -368,8 +368,8 @@ fn reporter(total: usize, what: &str) -> impl FnMut(&tagllm::train::StepReport) 
 }
 
 fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
-    if cli.weights != WeightsArg::F32 {
-        bail!("training needs --weights f32 (integer products have no backward pass)");
+    if !matches!(cli.weights, WeightsArg::F32 | WeightsArg::Auto) {
+        bail!("training needs --weights f32 (the other kinds have no backward pass)");
     }
     let model = Model::load(&cli.model)?;
     match stage {
@@ -494,8 +494,10 @@ fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
     let weights = &report.weights;
     println!("tagllm bench: backend {backend}, {threads} threads, weights {weights}, model {}", cli.model.display());
     println!("model load (GGUF parse + {weights} weights): {load_ms:.0} ms");
-    let kernel = if weights == "int8" {
-        format!("kernel (int8, {:?})", tagllm::model::int8::KernelPath::best())
+    let kernel = if weights == "int8" || weights == "int16" {
+        format!("kernel ({weights}, {:?})", tagllm::model::int8::KernelPath::best())
+    } else if weights == "amx" {
+        "kernel (amx, bf16 × 3)".to_string()
     } else {
         "kernel (f32 matmul)".to_string()
     };
