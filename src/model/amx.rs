@@ -85,6 +85,14 @@ fn split(v: f32) -> (u16, u16) {
     (hi, bf16_bits(v - f32::from_bits((hi as u32) << 16)))
 }
 
+/// [`split`] over a whole input, vectorised 16 values at a time.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn split_all(x: &[f32], hi: &mut [u16], lo: &mut [u16]) {
+    for ((v, h), l) in x.iter().zip(hi).zip(lo) {
+        (*h, *l) = split(*v);
+    }
+}
+
 /// A weight matrix `[n, k]` packed for the AMX kernel.
 pub struct AmxLinear {
     n: usize,
@@ -150,10 +158,10 @@ impl AmxLinear {
         }
         let mut hi = vec![0u16; padded * k];
         let mut lo = vec![0u16; padded * k];
-        for ((v, h), l) in x.iter().zip(&mut hi).zip(&mut lo) {
-            (*h, *l) = split(*v);
-        }
-        let mut out = vec![0f32; padded * n];
+        // SAFETY: AMX CPUs have AVX-512 F and BW.
+        unsafe { split_all(x, &mut hi, &mut lo) };
+        // Every value is written by a tile store before it is read: no need to zero it first.
+        let mut out: Vec<f32> = Vec::with_capacity(padded * n);
         let job = Job { lin: self, hi: hi.as_ptr(), lo: lo.as_ptr(), rows: padded, out: out.as_mut_ptr() };
         let pairs = n / BLOCK;
         let threads = rayon::current_num_threads().min(pairs);
@@ -168,7 +176,8 @@ impl AmxLinear {
             // SAFETY: as above, on one thread.
             unsafe { job.columns(0..pairs) }
         }
-        out.truncate(m * n);
+        // SAFETY: `columns` stored all `padded` rows of every column pair.
+        unsafe { out.set_len(m * n) };
         out
     }
 
