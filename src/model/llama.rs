@@ -377,7 +377,11 @@ impl Llama {
             let normed = rms_norm(&h, &layer.ffn_norm, eps, mode)?;
             let gate = linear(&layer.w_gate, &normed, mode)?;
             let up = linear(&layer.w_up, &normed, mode)?;
-            let mlp = linear(&layer.w_down, &(candle_nn::ops::silu(&gate)? * up)?, mode)?;
+            let act = match mode {
+                Mode::Infer => super::fused::silu_mul(&gate, &up)?,
+                Mode::Train => (candle_nn::ops::silu(&gate)? * up)?,
+            };
+            let mlp = linear(&layer.w_down, &act, mode)?;
             h = (h + mlp)?;
         }
         if !aligned {
@@ -486,15 +490,7 @@ fn amx_linear(w: &Tensor) -> Result<Linear> {
         return Err(Error::Usage("`--weights amx` needs a CPU with AMX (e.g. Xeon Sapphire Rapids); use f32".into()));
     }
     let (n, k) = w.dims2()?;
-    let packed = {
-        let (storage, layout) = w.storage_and_layout();
-        match (&*storage, layout.contiguous_offsets()) {
-            (candle_core::Storage::Cpu(cpu), Some((start, end))) => {
-                super::amx::AmxLinear::new(&cpu.as_slice::<f32>()?[start..end], n, k)
-            }
-            _ => None,
-        }
-    };
+    let packed = super::with_f32_slice(w, |values| super::amx::AmxLinear::new(values, n, k))?;
     Ok(match packed {
         Some(lin) => Linear::Amx(lin),
         None => Linear::Candle(QMatMul::Tensor(w.clone())),

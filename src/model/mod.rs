@@ -4,6 +4,7 @@
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod amx;
 pub mod frozen;
+pub mod fused;
 pub mod gguf;
 pub mod int8;
 pub mod llama;
@@ -85,6 +86,16 @@ impl Weights {
             Weights::Int16 => "int16",
             Weights::Amx => "amx",
         }
+    }
+}
+
+/// Calls `f` with the values of an f32 CPU tensor, in place when it is contiguous.
+pub(crate) fn with_f32_slice<R>(t: &candle_core::Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.to_dtype(candle_core::DType::F32)?.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match (&*storage, layout.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(cpu), Some((start, end))) => Ok(f(&cpu.as_slice::<f32>()?[start..end])),
+        _ => candle_core::bail!("a CPU tensor was expected"),
     }
 }
 
