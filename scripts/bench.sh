@@ -18,6 +18,8 @@ fi
 cargo build --release --quiet --bin tagllm
 out=bench/results; mkdir -p "$out"
 stamp="$(date -u +%Y-%m-%d)-$(hostname -s)"
+# Fewer threads than cores: a results file of its own.
+[ "$threads" = "$(nproc)" ] || stamp="$stamp-${threads}t"
 echo "== tagllm bench ($threads threads, default weights)"
 RAYON_NUM_THREADS=$threads target/release/tagllm bench --json > "$out/$stamp.tagllm.json"
 for w in f32 int16; do

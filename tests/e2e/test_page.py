@@ -121,7 +121,8 @@ def wait_rows(driver, n, done):
 def cli_predictions(cli, tags, out, tag="QED", extra=(), inputs=None):
     path = out / "molecules.smi"
     path.write_text("\n".join(inputs or (VALID + [INVALID])) + "\n")
-    res = subprocess.run([cli, "predict", "--tags", str(tags), "--tag", tag, "--input", str(path), "--format", "json", *extra],
+    # The page computes on f32 weights: so does the reference (the CLI's default may be amx).
+    res = subprocess.run([cli, "--weights", "f32", "predict", "--tags", str(tags), "--tag", tag, "--input", str(path), "--format", "json", *extra],
                          check=True, capture_output=True, text=True)
     return {r["input"]: r for r in json.loads(res.stdout)["results"]}
 
@@ -338,7 +339,7 @@ def main():
 
             # Text generation (greedy) gives the CLI's text; a prompt without tags has nothing to compare.
             def cli_generate(prompt, n):
-                out = subprocess.run([args.cli, "--tags", str(args.tags), "generate", "--prompt", prompt,
+                out = subprocess.run([args.cli, "--weights", "f32", "--tags", str(args.tags), "generate", "--prompt", prompt,
                                       "--max-tokens", str(n), "--temperature", "0"], check=True, capture_output=True, text=True).stdout
                 return out[:-1] if out.endswith("\n") else out  # the CLI's closing newline
 
