@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 use candle_core::IndexOp;
 use tagllm::model::{amx_available, KvCache, Mode, Model, Segment, Weights};
 use tagllm::predict::Predictor;
-use tagllm::tags::TagLibrary;
+
+use common::{rel, shipped};
 
 fn amx_model() -> Option<&'static Model> {
     static MODEL: OnceLock<Model> = OnceLock::new();
@@ -21,32 +22,7 @@ fn amx_model() -> Option<&'static Model> {
     Some(MODEL.get_or_init(|| Model::load_with(&common::model_path(), Weights::Amx).unwrap()))
 }
 
-fn shipped(model: &Model) -> TagLibrary {
-    let (lib, _) = TagLibrary::load_dir(&common::repo_root().join("tags"), &model.identity).unwrap();
-    lib
-}
 
-fn rel(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
-
-const MOLECULES: &[&str] = &[
-    "CC(=O)Oc1ccccc1C(=O)O",
-    "CCO",
-    "CN1C=NC2=C1C(=O)N(C(=O)N2C)C",
-    "C[C@@H](N)C(=O)O",
-    "c1ccc2c(c1)[nH]c1ccccc12",
-    "CC(C)Cc1ccc(cc1)[C@@H](C)C(=O)O",
-    "O=C(O)c1ccccc1O",
-    "CCN(CC)CC",
-    "FC(F)(F)c1ccc(cc1)O",
-    "Cc1c(C(=O)N(CC(N)=O)C2CCCC2)cnn1C(C)(C)C",
-    "N#Cc1ccc(NS(=O)(=O)Cc2ccccc2)nc1",
-    "CCOC(=O)c1ccc(NC(=O)C2CCN(c3ncccn3)CC2)cc1",
-    "not a molecule ((",
-];
 
 #[test]
 fn without_amx_the_model_says_so() {
@@ -81,7 +57,9 @@ fn predicts_like_f32_in_parallel_batches_and_alone() {
     let Some(a) = amx_model() else { return };
     let f = common::model();
     let (lf, la) = (shipped(f), shipped(a));
-    let items: Vec<Vec<String>> = MOLECULES.iter().map(|s| vec![s.to_string()]).collect();
+    let bad = common::MOLECULES.len();
+    let items: Vec<Vec<String>> =
+        common::MOLECULES.iter().chain(&["not a molecule (("]).map(|s| vec![s.to_string()]).collect();
     let pf = Predictor::new(f, &lf, "LogP").unwrap().predict(&items);
     let mut p = Predictor::new(a, &la, "LogP").unwrap();
     // Batches of 3: four of them run side by side on the thread pool.
@@ -89,7 +67,6 @@ fn predicts_like_f32_in_parallel_batches_and_alone() {
     let batched = p.predict(&items);
     p.batch_size = 1;
     let single = p.predict(&items);
-    let bad = MOLECULES.len() - 1;
     assert!(batched[bad].is_err() && single[bad].is_err(), "the bad line is reported");
     let value = |r: &Result<f64, String>| *r.as_ref().unwrap();
     let mut worst = 0f64;

@@ -63,3 +63,33 @@ pub fn test_tag_dir(name: &str) -> PathBuf {
     }
     dir
 }
+
+/// Twelve small drug-like molecules (and common solvents) whose predictions the weight kinds are
+/// compared on.
+pub const MOLECULES: &[&str] = &[
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "CCO",
+    "CN1C=NC2=C1C(=O)N(C(=O)N2C)C",
+    "C[C@@H](N)C(=O)O",
+    "c1ccc2c(c1)[nH]c1ccccc12",
+    "CC(C)Cc1ccc(cc1)[C@@H](C)C(=O)O",
+    "O=C(O)c1ccccc1O",
+    "CCN(CC)CC",
+    "FC(F)(F)c1ccc(cc1)O",
+    "Cc1c(C(=O)N(CC(N)=O)C2CCCC2)cnn1C(C)(C)C",
+    "N#Cc1ccc(NS(=O)(=O)Cc2ccccc2)nc1",
+    "CCOC(=O)c1ccc(NC(=O)C2CCN(c3ncccn3)CC2)cc1",
+];
+
+/// The shipped tags (LogP: a trained regression tag, stable in the repository).
+pub fn shipped(model: &Model) -> tagllm::tags::TagLibrary {
+    let (lib, _) = tagllm::tags::TagLibrary::load_dir(&repo_root().join("tags"), &model.identity).unwrap();
+    lib
+}
+
+/// Relative L2 distance of `a` from `b`.
+pub fn rel(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
