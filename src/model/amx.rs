@@ -19,8 +19,9 @@
 //! for every column the pair `(w[2r], w[2r + 1])` of the block (AMX's pair-interleaved operand).
 //! Inputs are split into two row-major bf16 matrices per call; their tiles are read in place
 //! (16 rows at the row stride). The kernel keeps 2 × 2 output tiles (32 rows × 32 columns) in
-//! tmm0–3 and loads operands into tmm4–7. Rows are padded to 32 with zeros; `n` and `k` must be
-//! multiples of 32 (every SmolLM2 matrix is).
+//! tmm0–3 and loads operands into tmm4–7; the last rows (fewer than 32) run with tiles configured
+//! to just those rows, on one or two row tiles, so a decoding step multiplies one row, not 32.
+//! `n` and `k` must be multiples of 32 (every SmolLM2 matrix is).
 //!
 //! [`Weights::Amx`]: super::Weights::Amx
 
@@ -152,19 +153,16 @@ impl AmxLinear {
         assert!(available(), "AMX products on a CPU without AMX");
         assert_eq!(x.len(), m * self.k, "input of {} values for {m} rows of {}", x.len(), self.k);
         let (n, k) = (self.n, self.k);
-        let padded = m.div_ceil(BLOCK) * BLOCK;
         if m == 0 {
             return Vec::new();
         }
-        let mut scratch = Scratch::take(padded * k);
-        let (hi, lo) = (&mut scratch.hi[..padded * k], &mut scratch.lo[..padded * k]);
+        let mut scratch = Scratch::take(m * k);
+        let (hi, lo) = (&mut scratch.hi[..m * k], &mut scratch.lo[..m * k]);
         // SAFETY: AMX CPUs have AVX-512 F and BW.
-        unsafe { split_all(x, &mut hi[..m * k], &mut lo[..m * k]) };
-        hi[m * k..].fill(0);
-        lo[m * k..].fill(0);
+        unsafe { split_all(x, hi, lo) };
         // Every value is written by a tile store before it is read: no need to zero it first.
-        let mut out: Vec<f32> = Vec::with_capacity(padded * n);
-        let job = Job { lin: self, hi: hi.as_ptr(), lo: lo.as_ptr(), rows: padded, out: out.as_mut_ptr() };
+        let mut out: Vec<f32> = Vec::with_capacity(m * n);
+        let job = Job { lin: self, hi: hi.as_ptr(), lo: lo.as_ptr(), rows: m, out: out.as_mut_ptr() };
         let pairs = n / BLOCK;
         let threads = rayon::current_num_threads().min(pairs);
         if threads > 1 && m * n * k >= PARALLEL_MIN_MACS {
@@ -178,7 +176,7 @@ impl AmxLinear {
             // SAFETY: as above, on one thread.
             unsafe { job.columns(0..pairs) }
         }
-        // SAFETY: `columns` stored all `padded` rows of every column pair.
+        // SAFETY: `columns` stored all `m` rows of every column pair.
         unsafe { out.set_len(m * n) };
         scratch.give_back();
         out
@@ -239,24 +237,33 @@ struct Job<'a> {
 // SAFETY: the pointers are only read, or written at disjoint places, while `matmul` waits.
 unsafe impl Sync for Job<'_> {}
 
-/// The tile configuration: palette 1, tiles 0–7 all 16 rows × 64 bytes.
+/// A tile configuration (palette 1, every tile 64 bytes wide).
 #[repr(C, align(64))]
 struct TileConfig([u8; 64]);
 
-const CONFIG: TileConfig = {
-    let mut c = [0u8; 64];
-    c[0] = 1;
-    let mut t = 0;
-    while t < 8 {
-        c[16 + 2 * t] = 64;
-        c[48 + t] = ROWS as u8;
-        t += 1;
+impl TileConfig {
+    /// Output tiles tmm0–1 and their input tile tmm4 of `top` rows, tmm2–3 and tmm5 of `bottom`
+    /// rows (1..=16 each), the weight tiles tmm6–7 of 16.
+    fn new(top: usize, bottom: usize) -> Self {
+        let mut c = [0u8; 64];
+        c[0] = 1;
+        for (t, rows) in [top, top, bottom, bottom, top, bottom, ROWS, ROWS].into_iter().enumerate() {
+            c[16 + 2 * t] = 64;
+            c[48 + t] = rows as u8;
+        }
+        Self(c)
     }
-    TileConfig(c)
-};
+
+    /// # Safety
+    /// AMX must be [`available`].
+    unsafe fn load(&self) {
+        asm!("ldtilecfg [{0}]", in(reg) self.0.as_ptr(), options(nostack, readonly));
+    }
+}
 
 impl Job<'_> {
-    /// Every 32-row block of the output columns `pairs` (in units of 32 columns).
+    /// All rows of the output columns `pairs` (in units of 32 columns): blocks of 32 rows, then
+    /// the rest with tiles of just those rows.
     ///
     /// # Safety
     /// AMX must be [`available`]; the pointers must hold `rows × k` inputs and `rows × n` outputs.
@@ -264,78 +271,126 @@ impl Job<'_> {
         if pairs.is_empty() {
             return;
         }
-        let (n, k) = (self.lin.n, self.lin.k);
-        let kbs = k / KB;
-        let a_stride = k * 2;
-        let c_stride = n * 4;
-        let b_stride = KB * 2;
-        asm!("ldtilecfg [{0}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
+        let full = self.rows / BLOCK * BLOCK;
+        let rest = self.rows - full;
+        let full_config = TileConfig::new(ROWS, ROWS);
+        let rest_config = TileConfig::new(rest.min(ROWS), rest.saturating_sub(ROWS).max(1));
         for pair in pairs {
-            let w0 = self.lin.w.as_ptr().add(2 * pair * kbs * 2 * TILE);
-            let w1 = w0.add(kbs * 2 * TILE);
-            for block in 0..self.rows / BLOCK {
-                let row = block * BLOCK;
-                asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-                for b in 0..kbs {
-                    let a_hi = self.hi.add(row * k + b * KB);
-                    let a_lo = self.lo.add(row * k + b * KB);
-                    let b0 = w0.add(b * 2 * TILE);
-                    let b1 = w1.add(b * 2 * TILE);
-                    asm!(
-                        // hi · hi
-                        "tileloadd tmm4, [{ah0} + {sa}*1]",
-                        "tileloadd tmm5, [{ah1} + {sa}*1]",
-                        "tileloadd tmm6, [{bh0} + {sb}*1]",
-                        "tileloadd tmm7, [{bh1} + {sb}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        // hi · lo
-                        "tileloadd tmm6, [{bl0} + {sb}*1]",
-                        "tileloadd tmm7, [{bl1} + {sb}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        // lo · hi
-                        "tileloadd tmm4, [{al0} + {sa}*1]",
-                        "tileloadd tmm5, [{al1} + {sa}*1]",
-                        "tileloadd tmm6, [{bh0} + {sb}*1]",
-                        "tileloadd tmm7, [{bh1} + {sb}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        ah0 = in(reg) a_hi,
-                        ah1 = in(reg) a_hi.add(ROWS * k),
-                        al0 = in(reg) a_lo,
-                        al1 = in(reg) a_lo.add(ROWS * k),
-                        bh0 = in(reg) b0,
-                        bl0 = in(reg) b0.add(TILE),
-                        bh1 = in(reg) b1,
-                        bl1 = in(reg) b1.add(TILE),
-                        sa = in(reg) a_stride,
-                        sb = in(reg) b_stride,
-                        options(nostack, readonly),
-                    );
+            if full > 0 {
+                full_config.load();
+                for row in (0..full).step_by(BLOCK) {
+                    self.block(pair, row, true);
                 }
-                let c = self.out.add(row * n + pair * BLOCK);
-                asm!(
-                    "tilestored [{c00} + {sc}*1], tmm0",
-                    "tilestored [{c01} + {sc}*1], tmm1",
-                    "tilestored [{c10} + {sc}*1], tmm2",
-                    "tilestored [{c11} + {sc}*1], tmm3",
-                    c00 = in(reg) c,
-                    c01 = in(reg) c.add(ROWS),
-                    c10 = in(reg) c.add(ROWS * n),
-                    c11 = in(reg) c.add(ROWS * n + ROWS),
-                    sc = in(reg) c_stride,
-                    options(nostack),
-                );
+            }
+            if rest > 0 {
+                rest_config.load();
+                self.block(pair, full, rest > ROWS);
             }
         }
         asm!("tilerelease", options(nostack, nomem));
+    }
+
+    /// Output rows from `row` (two row tiles, or one where `two` is false) × the 32 columns of
+    /// `pair`, with the tiles configured for them. Every output sums hi·hi, hi·lo, lo·hi per block
+    /// of 32 k values, in that order, whatever the tiles' rows: a row's result is the same bits
+    /// in any batch.
+    unsafe fn block(&self, pair: usize, row: usize, two: bool) {
+        let (n, k) = (self.lin.n, self.lin.k);
+        let kbs = k / KB;
+        let (sa, sb, sc) = (k * 2, KB * 2, n * 4);
+        let w0 = self.lin.w.as_ptr().add(2 * pair * kbs * 2 * TILE);
+        let w1 = w0.add(kbs * 2 * TILE);
+        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+        for b in 0..kbs {
+            let a_hi = self.hi.add(row * k + b * KB);
+            let a_lo = self.lo.add(row * k + b * KB);
+            let (b0, b1) = (w0.add(b * 2 * TILE), w1.add(b * 2 * TILE));
+            if two {
+                asm!(
+                    // hi · hi
+                    "tileloadd tmm4, [{ah0} + {sa}*1]",
+                    "tileloadd tmm5, [{ah1} + {sa}*1]",
+                    "tileloadd tmm6, [{bh0} + {sb}*1]",
+                    "tileloadd tmm7, [{bh1} + {sb}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    // hi · lo
+                    "tileloadd tmm6, [{bl0} + {sb}*1]",
+                    "tileloadd tmm7, [{bl1} + {sb}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    // lo · hi
+                    "tileloadd tmm4, [{al0} + {sa}*1]",
+                    "tileloadd tmm5, [{al1} + {sa}*1]",
+                    "tileloadd tmm6, [{bh0} + {sb}*1]",
+                    "tileloadd tmm7, [{bh1} + {sb}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    ah0 = in(reg) a_hi,
+                    ah1 = in(reg) a_hi.add(ROWS * k),
+                    al0 = in(reg) a_lo,
+                    al1 = in(reg) a_lo.add(ROWS * k),
+                    bh0 = in(reg) b0,
+                    bl0 = in(reg) b0.add(TILE),
+                    bh1 = in(reg) b1,
+                    bl1 = in(reg) b1.add(TILE),
+                    sa = in(reg) sa,
+                    sb = in(reg) sb,
+                    options(nostack, readonly),
+                );
+            } else {
+                asm!(
+                    "tileloadd tmm4, [{ah0} + {sa}*1]",
+                    "tileloadd tmm6, [{bh0} + {sb}*1]",
+                    "tileloadd tmm7, [{bh1} + {sb}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tileloadd tmm6, [{bl0} + {sb}*1]",
+                    "tileloadd tmm7, [{bl1} + {sb}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tileloadd tmm4, [{al0} + {sa}*1]",
+                    "tileloadd tmm6, [{bh0} + {sb}*1]",
+                    "tileloadd tmm7, [{bh1} + {sb}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    ah0 = in(reg) a_hi,
+                    al0 = in(reg) a_lo,
+                    bh0 = in(reg) b0,
+                    bl0 = in(reg) b0.add(TILE),
+                    bh1 = in(reg) b1,
+                    bl1 = in(reg) b1.add(TILE),
+                    sa = in(reg) sa,
+                    sb = in(reg) sb,
+                    options(nostack, readonly),
+                );
+            }
+        }
+        let c = self.out.add(row * n + pair * BLOCK);
+        asm!(
+            "tilestored [{c00} + {sc}*1], tmm0",
+            "tilestored [{c01} + {sc}*1], tmm1",
+            c00 = in(reg) c,
+            c01 = in(reg) c.add(ROWS),
+            sc = in(reg) sc,
+            options(nostack),
+        );
+        if two {
+            asm!(
+                "tilestored [{c10} + {sc}*1], tmm2",
+                "tilestored [{c11} + {sc}*1], tmm3",
+                c10 = in(reg) c.add(ROWS * n),
+                c11 = in(reg) c.add(ROWS * n + ROWS),
+                sc = in(reg) sc,
+                options(nostack),
+            );
+        }
     }
 }
 
@@ -368,7 +423,7 @@ mod tests {
             eprintln!("no AMX on this CPU: skipped");
             return;
         }
-        for &(n, k, m) in &[(64, 96, 1), (192, 576, 37), (576, 1536, 70)] {
+        for &(n, k, m) in &[(64, 96, 1), (192, 576, 37), (576, 1536, 70), (96, 64, 50), (32, 32, 16)] {
             let w = values(n * k, 1);
             let x = values(m * k, 2);
             let lin = AmxLinear::new(&w, n, k).unwrap();
@@ -396,7 +451,7 @@ mod tests {
         let lin = AmxLinear::new(&values(n * k, 5), n, k).unwrap();
         let x = values(45 * k, 6);
         let batch = lin.matmul(&x, 45);
-        for r in [0, 17, 44] {
+        for r in [0, 17, 32, 44] {
             assert_eq!(lin.matmul(&x[r * k..(r + 1) * k], 1), &batch[r * n..(r + 1) * n]);
         }
     }
