@@ -88,13 +88,16 @@ struct Layer {
     w_down: Linear,
 }
 
-/// Keys and values of the positions seen so far, per layer: `[b, n_kv_head, t, head_dim]`.
+/// Keys and values of the positions seen so far, per layer, as blocks in position order, each
+/// `[rows, n_kv_head, t, head_dim]`: `rows` is 1 for a block shared by every row of the batch
+/// (a prefix run once) and the batch size otherwise. Inference appends a block per call and
+/// reads the blocks where they are; training joins them into one.
 ///
 /// Rows of a batch may be *ragged*: after [`Llama::forward_ragged`] each row has its own next
 /// position and some cached keys are padding that no later query may attend to.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
-    layers: Vec<(Tensor, Tensor)>,
+    layers: Vec<Vec<(Tensor, Tensor)>>,
     len: usize,
     batch: usize,
     /// Per row: the position the next input starts at (None: every row at `len`).
@@ -121,7 +124,7 @@ impl KvCache {
     /// The same cache with every tensor detached from the autograd graph.
     pub fn detach(&self) -> Self {
         Self {
-            layers: self.layers.iter().map(|(k, v)| (k.detach(), v.detach())).collect(),
+            layers: self.layers.iter().map(|blocks| blocks.iter().map(|(k, v)| (k.detach(), v.detach())).collect()).collect(),
             ..self.clone()
         }
     }
@@ -340,38 +343,52 @@ impl Llama {
             )));
         }
         let aligned = lens.is_none() && cache.next_pos.is_none() && cache.key_valid.is_none();
-        let (cos, sin, mask) = if aligned {
-            let mask = if s > 1 { Some(causal_mask(s, t_old, &self.device)?) } else { None };
-            (self.cos.narrow(0, t_old, s)?, self.sin.narrow(0, t_old, s)?, mask)
-        } else {
-            let positions: Vec<u32> =
-                starts.iter().flat_map(|&st| (st..st + s).map(|p| p as u32)).collect();
-            let ids = Tensor::new(positions.as_slice(), &self.device)?;
-            let half = self.config.head_dim / 2;
-            let cos = self.cos.index_select(&ids, 0)?.reshape((b, s, half))?;
-            let sin = self.sin.index_select(&ids, 0)?.reshape((b, s, half))?;
-            let t = t_old + s;
-            let mut m = Vec::with_capacity(b * s * t);
-            for i in 0..b {
-                let len = lens.map_or(s, |l| l[i]);
-                for q in 0..s {
-                    for j in 0..t {
-                        let ok = if j < t_old { cache.valid(i, j) } else { j - t_old <= q && j - t_old < len };
-                        // A padding query sees only itself, so its softmax stays finite.
-                        let ok = ok || (q >= len && j == t_old + q);
-                        m.push(if ok { 0f32 } else { f32::NEG_INFINITY });
-                    }
+        // Which keys each query may see: the valid cached ones, then its own row's positions up
+        // to itself; a padding query sees only itself, so its softmax stays finite.
+        let t = t_old + s;
+        let mut visible = Vec::with_capacity(b * s * t);
+        for i in 0..b {
+            let len = lens.map_or(s, |l| l[i]);
+            for q in 0..s {
+                for j in 0..t {
+                    let ok = if j < t_old { cache.valid(i, j) } else { j - t_old <= q && j - t_old < len };
+                    visible.push(ok || (q >= len && j == t_old + q));
                 }
             }
-            (cos, sin, Some(Tensor::from_vec(m, (b, 1, 1, s, t), &self.device)?))
+        }
+        let rotary = match mode {
+            Mode::Infer => Rotary::Positions(&starts),
+            Mode::Train if aligned => Rotary::Tables(self.cos.narrow(0, t_old, s)?, self.sin.narrow(0, t_old, s)?),
+            Mode::Train => {
+                let positions: Vec<u32> = starts.iter().flat_map(|&st| (st..st + s).map(|p| p as u32)).collect();
+                let ids = Tensor::new(positions.as_slice(), &self.device)?;
+                let half = self.config.head_dim / 2;
+                let cos = self.cos.index_select(&ids, 0)?.reshape((b, s, half))?;
+                let sin = self.sin.index_select(&ids, 0)?.reshape((b, s, half))?;
+                Rotary::Tables(cos, sin)
+            }
+        };
+        // Training's additive mask: `[s, t]` when every row is causal from one start, else
+        // `[b, 1, 1, s, t]`.
+        let mask = match mode {
+            Mode::Infer => None,
+            Mode::Train if aligned && s == 1 => None,
+            Mode::Train if aligned => Some(causal_mask(s, t_old, &self.device)?),
+            Mode::Train => {
+                let m: Vec<f32> = visible.iter().map(|&ok| if ok { 0.0 } else { f32::NEG_INFINITY }).collect();
+                Some(Tensor::from_vec(m, (b, 1, 1, s, t), &self.device)?)
+            }
         };
         let eps = self.config.rms_eps as f32;
         let mut h = x.clone();
         let mut new_layers = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
-            let past = cache.layers.get(i);
+            let past = cache.layers.get(i).map_or(&[][..], Vec::as_slice);
             let normed = rms_norm(&h, &layer.attn_norm, eps, mode)?;
-            let (attn, kv) = self.attention(layer, &normed, past, b, &cos, &sin, mask.as_ref(), mode)?;
+            let (attn, kv) = match &rotary {
+                Rotary::Positions(starts) => self.attention_infer(layer, &normed, past, starts, &visible)?,
+                Rotary::Tables(cos, sin) => self.attention(layer, &normed, past, b, cos, sin, mask.as_ref(), mode)?,
+            };
             new_layers.push(kv);
             h = (h + attn)?;
             let normed = rms_norm(&h, &layer.ffn_norm, eps, mode)?;
@@ -401,18 +418,58 @@ impl Llama {
         Ok(rms_norm(&h, &self.norm, eps, mode)?)
     }
 
+    /// Inference attention ([`super::attention`]): the cached blocks are read where they are and
+    /// this call's keys and values become one more block.
+    fn attention_infer(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        past: &[(Tensor, Tensor)],
+        starts: &[usize],
+        visible: &[bool],
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        use super::attention::{attention, Call, Heads, Past};
+        let c = &self.config;
+        let (b, s, _) = x.dims3()?;
+        let heads = Heads { n_head: c.n_head, n_kv: c.n_kv_head, head_dim: c.head_dim };
+        let q = linear(&layer.wq, x, Mode::Infer)?.contiguous()?;
+        let k = linear(&layer.wk, x, Mode::Infer)?.contiguous()?;
+        let v = linear(&layer.wv, x, Mode::Infer)?.contiguous()?;
+        let mut held = vec![q.storage_and_layout(), k.storage_and_layout(), v.storage_and_layout()];
+        held.push(self.cos.storage_and_layout());
+        held.push(self.sin.storage_and_layout());
+        for (pk, pv) in past {
+            held.push(pk.storage_and_layout());
+            held.push(pv.storage_and_layout());
+        }
+        let slices = held.iter().map(|(st, layout)| super::cpu_f32(st, layout)).collect::<candle_core::Result<Vec<_>>>()?;
+        let blocks: Vec<Past> = past
+            .iter()
+            .zip(slices[5..].chunks_exact(2))
+            .map(|((pk, _), kv)| Past { k: kv[0], v: kv[1], rows: pk.dims()[0], t: pk.dims()[2] })
+            .collect();
+        let call = Call { heads, b, s, q: slices[0], k: slices[1], v: slices[2], starts, cos: slices[3], sin: slices[4], past: &blocks, visible };
+        let out = attention(&call).map_err(Error::model)?;
+        drop(held);
+        let shape = (b, c.n_kv_head, s, c.head_dim);
+        let mut blocks = past.to_vec();
+        blocks.push((Tensor::from_vec(out.k, shape, &self.device)?, Tensor::from_vec(out.v, shape, &self.device)?));
+        let y = Tensor::from_vec(out.y, (b, s, c.n_head * c.head_dim), &self.device)?;
+        Ok((linear(&layer.wo, &y, Mode::Infer)?, blocks))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         layer: &Layer,
         x: &Tensor,
-        past: Option<&(Tensor, Tensor)>,
+        past: &[(Tensor, Tensor)],
         b: usize,
         cos: &Tensor,
         sin: &Tensor,
         mask: Option<&Tensor>,
         mode: Mode,
-    ) -> Result<(Tensor, (Tensor, Tensor))> {
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
         let c = &self.config;
         let (_, s, _) = x.dims3()?;
         let q = linear(&layer.wq, x, mode)?.reshape((b, s, c.n_head, c.head_dim))?.transpose(1, 2)?;
@@ -421,18 +478,17 @@ impl Llama {
         let q = rope(&q.contiguous()?, cos, sin, mode)?;
         let k = rope(&k.contiguous()?, cos, sin, mode)?;
         let v = v.contiguous()?;
-        let (k, v) = match past {
-            None => (k, v),
-            Some((pk, pv)) => {
-                let (pk, pv) = if pk.dims()[0] != b {
-                    let shape = (b, c.n_kv_head, pk.dims()[2], c.head_dim);
-                    (pk.broadcast_as(shape)?.contiguous()?, pv.broadcast_as(shape)?.contiguous()?)
-                } else {
-                    (pk.clone(), pv.clone())
-                };
-                (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?)
-            }
-        };
+        // The cached blocks, each broadcast to the batch, joined in position order.
+        let mut ks = Vec::with_capacity(past.len() + 1);
+        let mut vs = Vec::with_capacity(past.len() + 1);
+        for (pk, pv) in past {
+            let shape = (b, c.n_kv_head, pk.dims()[2], c.head_dim);
+            ks.push(pk.broadcast_as(shape)?.contiguous()?);
+            vs.push(pv.broadcast_as(shape)?.contiguous()?);
+        }
+        ks.push(k);
+        vs.push(v);
+        let (k, v) = (Tensor::cat(&ks, 2)?, Tensor::cat(&vs, 2)?);
         let t = k.dims()[2];
         let rep = c.n_head / c.n_kv_head;
         // Grouped-query attention: each key/value head serves `rep` query heads. Folding the
@@ -454,7 +510,7 @@ impl Llama {
             .reshape((b, c.n_head, s, c.head_dim))?
             .transpose(1, 2)?
             .reshape((b, s, c.n_head * c.head_dim))?;
-        Ok((linear(&layer.wo, &y, mode)?, (k, v)))
+        Ok((linear(&layer.wo, &y, mode)?, vec![(k, v)]))
     }
 
     /// Logits over the vocabulary for hidden states `[.., d]` (tied output embedding).
@@ -515,6 +571,13 @@ fn linear(w: &Linear, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
         (Mode::Train, Linear::Amx(_)) => candle_core::bail!("training needs f32 weights, not amx"),
         _ => w.forward(x),
     }
+}
+
+/// Where a call's rotary angles come from: each row's first position (inference, which reads
+/// the model's tables itself) or the angles of every position (training's candle ops).
+enum Rotary<'a> {
+    Positions(&'a [usize]),
+    Tables(Tensor, Tensor),
 }
 
 /// Additive causal mask `[s, start + s]`: 0 where position `i` may see `j`, −∞ elsewhere.

@@ -3,6 +3,7 @@
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod amx;
+pub mod attention;
 pub mod frozen;
 pub mod fused;
 pub mod gguf;
@@ -93,9 +94,14 @@ impl Weights {
 pub(crate) fn with_f32_slice<R>(t: &candle_core::Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let t = t.to_dtype(candle_core::DType::F32)?.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
-    match (&*storage, layout.contiguous_offsets()) {
-        (candle_core::Storage::Cpu(cpu), Some((start, end))) => Ok(f(&cpu.as_slice::<f32>()?[start..end])),
-        _ => candle_core::bail!("a CPU tensor was expected"),
+    Ok(f(cpu_f32(&storage, layout)?))
+}
+
+/// The values of a contiguous f32 CPU tensor, from its storage and layout.
+pub(crate) fn cpu_f32<'a>(storage: &'a candle_core::Storage, layout: &candle_core::Layout) -> candle_core::Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(cpu), Some((start, end))) => Ok(&cpu.as_slice::<f32>()?[start..end]),
+        _ => candle_core::bail!("a contiguous f32 CPU tensor was expected"),
     }
 }
 
