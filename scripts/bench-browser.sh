@@ -3,6 +3,10 @@
 # view (our inference worker: WebAssembly SIMD, one thread) and @wllama/wllama (llama.cpp in
 # WebAssembly, npm) on the same GGUF file, from the same local server, with the same prompt tokens and
 # SMILES; prefill, decode, molecules/s, model load (cold and from cache) and memory.
+# Then the page's WebGPU path: `?bench&backend=gpu` again in a Chromium started with WebGPU offered
+# (--enable-unsafe-webgpu: SwiftShader, a software rasteriser on the CPU, so it measures the WebGPU
+# code path, not a GPU's speed): prefill and molecules/s on WebGPU and the adapter, against wllama;
+# where WebGPU cannot be had, the results say why and the rest stands.
 # Writes bench/results/DATE-HOST.browser.{json,md} with the machine described and our/their ratios.
 #
 #   scripts/bench-browser.sh [N]      # N molecules (default: all 100 of tests/fixtures/bench_smiles.txt)

@@ -52,6 +52,9 @@ if [ "$web" = 1 ]; then
     # Not --locked: a locked dependency version is not served by the registry.
     cargo install wasm-bindgen-cli@0.2.130
   fi
+  # Trunk builds offline (Trunk.toml): the crates that only the wasm32 build needs (Leptos's
+  # among them) must be in cargo's cache first; a no-op when they are.
+  cargo fetch --locked --quiet
   if [ ! -x node_modules/.bin/wasm-opt ]; then
     say "npm: installing binaryen 132 (wasm-opt; Debian's 108 breaks candle modules)"
     npm install --no-save --no-audit --no-fund binaryen@132.0.0 >/dev/null

@@ -12,7 +12,15 @@ Storage). The server sends COOP/COEP headers (cross-origin isolation): wllama ca
 and both pages can call performance.measureUserAgentSpecificMemory(). wllama runs with one thread
 (the fair default: the page's worker has one) and, labelled, with every core. Besides each page's
 own figures, the driver reads the peak resident memory (VmHWM) of the page's renderer process,
-where the workers run. Writes STEM.browser.json.
+where the workers run.
+
+Then the page's WebGPU path: our `?bench` view again, in a Chromium started with WebGPU offered
+(`--enable-unsafe-webgpu`: SwiftShader, Chromium's software adapter, as tests/e2e/test_webgpu.py
+does; the page's "Auto" keeps to the CPU on a software adapter, so `backend=gpu` chooses WebGPU).
+The view then adds the GPU's figures (`gpu`: adapter, prefill at the same lengths, molecules/s on
+the same SMILES and tag) to the CPU's. SwiftShader runs on the CPU: these figures measure the
+WebGPU code path, not a GPU. Where WebGPU cannot be had, the results record why (the page's
+`backend_in_use`, or the error) and the rest of the benchmark stands. Writes STEM.browser.json.
 """
 import argparse
 import functools
@@ -35,6 +43,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 HEAD = "# # Input: The SMILES of the molecule is"
 TAIL = ". \n# # Output: the quantitative estimate of druglikeness score is"
 TIMEOUT_S = 3600
+# SwiftShader runs WebGPU on the CPU: slow (minutes per 512-token prefill on a busy 2-core VM), and
+# that run measures the CPU path again first.
+WEBGPU_TIMEOUT_S = 4 * 3600
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -68,15 +79,16 @@ def serve(dist, harness, package):
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
-def browser(profile):
+def browser(profile, extra_args=()):
     """Headless Chromium with the end-to-end test's flags (tests/e2e/test_page.py), plus eager
-    measureUserAgentSpecificMemory (otherwise it answers at the next garbage collection)."""
+    measureUserAgentSpecificMemory (otherwise it answers at the next garbage collection);
+    `extra_args` e.g. ["--enable-unsafe-webgpu"] (WebGPU on SwiftShader)."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
     for arg in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1100,1400",
-                "--enable-blink-features=ForceEagerMeasureMemory"]:
+                "--enable-blink-features=ForceEagerMeasureMemory", *extra_args]:
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
@@ -122,11 +134,12 @@ def renice(profile, niceness=10):
             continue
 
 
-def renderer_peak_rss_mb(profile):
-    """Peak resident memory (VmHWM) of each renderer process of the Chromium using `profile`."""
+def renderer_peak_rss_mb(profile, kind=b"--type=renderer"):
+    """Peak resident memory (VmHWM) of each renderer process of the Chromium using `profile`
+    (or of each process of another `kind`, e.g. b"--type=gpu-process")."""
     peaks = []
     for pid, cmd in profile_processes(profile):
-        if b"--type=renderer" not in cmd or b"--top-chrome-webui" in cmd:
+        if kind not in cmd or b"--top-chrome-webui" in cmd:
             continue
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -137,7 +150,7 @@ def renderer_peak_rss_mb(profile):
     return sorted(peaks, reverse=True)
 
 
-def wait_json(driver, what, profile):
+def wait_json(driver, what, profile, timeout_s=TIMEOUT_S):
     t0 = time.time()
     last = None
     reniced = 0.0
@@ -154,7 +167,7 @@ def wait_json(driver, what, profile):
             last = status
         return el.get_attribute("data-state") in ("done", "error")
 
-    WebDriverWait(driver, TIMEOUT_S, poll_frequency=0.5).until(done)
+    WebDriverWait(driver, timeout_s, poll_frequency=0.5).until(done)
     el = driver.find_element(By.CSS_SELECTOR, '[data-testid="bench-json"]')
     state = el.get_attribute("data-state")
     text = driver.execute_script("return arguments[0].textContent", el)
@@ -164,10 +177,32 @@ def wait_json(driver, what, profile):
     return json.loads(text)
 
 
-def run(url, what, start=None):
-    """One engine in a fresh profile: its JSON plus the renderer's peak RSS and Chromium's version."""
+# The browser's own description of its WebGPU adapter (wgpu gives the page no name in a browser).
+ADAPTER_INFO_JS = """
+const done = arguments[arguments.length - 1];
+(async () => {
+  if (!navigator.gpu) return {available: false, why: "no navigator.gpu"};
+  const a = await navigator.gpu.requestAdapter();
+  if (!a) return {available: false, why: "requestAdapter() returned null"};
+  const i = a.info || {};
+  return {available: true, vendor: i.vendor, architecture: i.architecture, device: i.device,
+          description: i.description, isFallbackAdapter: i.isFallbackAdapter ?? a.isFallbackAdapter ?? null};
+})().then(done, e => done({available: false, why: String(e)}));
+"""
+
+
+def adapter_info(driver):
+    try:
+        return driver.execute_async_script(ADAPTER_INFO_JS)
+    except Exception as e:  # noqa: BLE001 - a description only
+        return {"available": False, "why": f"{type(e).__name__}: {e}"}
+
+
+def run(url, what, start=None, extra_args=(), timeout_s=TIMEOUT_S):
+    """One engine in a fresh profile: its JSON plus the renderer's peak RSS and Chromium's version
+    (and, with WebGPU offered, the GPU process's peak RSS and the browser's adapter info)."""
     profile = tempfile.mkdtemp(prefix="tagllm-bench-chromium-")
-    driver = browser(profile)
+    driver = browser(profile, extra_args)
     try:
         print(f"== {what}: {url}", flush=True)
         renice(profile)
@@ -175,8 +210,11 @@ def run(url, what, start=None):
         if start is not None:
             WebDriverWait(driver, 60).until(lambda d: d.execute_script("return typeof window.startBench === 'function'"))
             driver.execute_script("window.startBench(arguments[0]); return 0;", start)
-        result = wait_json(driver, what, profile)
+        result = wait_json(driver, what, profile, timeout_s)
         result["renderer_peak_rss_mb"] = renderer_peak_rss_mb(profile)
+        if extra_args:
+            result["gpu_process_peak_rss_mb"] = renderer_peak_rss_mb(profile, b"--type=gpu-process")
+            result["browser_adapter_info"] = adapter_info(driver)
         result["chromium"] = driver.capabilities.get("browserVersion")
         return result
     except Exception:
@@ -185,6 +223,45 @@ def run(url, what, start=None):
         raise
     finally:
         driver.quit()
+
+
+def run_webgpu(url, n):
+    """Our page's `?bench` view with WebGPU offered (SwiftShader) and chosen: its whole report
+    (the CPU figures of this second run too) under `run`, and what the WebGPU path gave: `gpu`
+    (adapter, prefill, molecules/s) when the model ran on WebGPU, else `why` it did not. Never
+    raises: without WebGPU the rest of the benchmark stands."""
+    page = f"{url}?bench&n={n}&backend=gpu"
+    try:
+        report = run(page, "tagllm page (?bench), WebGPU offered (SwiftShader) and chosen",
+                     extra_args=["--enable-unsafe-webgpu"], timeout_s=WEBGPU_TIMEOUT_S)
+    except Exception as e:  # noqa: BLE001 - recorded, not fatal
+        why = f"{type(e).__name__}: {e}".strip()
+        print(f"  WebGPU run failed: {why}", file=sys.stderr)
+        return {"url": page, "available": False, "why": why, "run": None}
+    report.pop("prompt_tokens", None)
+    report.pop("prompt_texts", None)
+    gpu = report.get("gpu")
+    in_use = report.get("backend_in_use") or ""
+    info = report.pop("browser_adapter_info", None)
+    out = {"url": page, "chromium_flags": ["--enable-unsafe-webgpu"], "backend_in_use": in_use,
+           "browser_adapter_info": info, "run": report}
+    if isinstance(gpu, dict) and "error" not in gpu:
+        adapter = gpu.get("adapter") or "unnamed adapter"
+        # The page's description (from wgpu), with the browser's own words for the adapter where
+        # wgpu has no name for it (in a browser it has none): e.g. "google swiftshader, fallback".
+        if info and info.get("available"):
+            words = " ".join(x for x in (info.get("vendor"), info.get("architecture"), info.get("description")) if x)
+            if info.get("isFallbackAdapter"):
+                words += ", fallback adapter"
+            if words.strip(", "):
+                adapter = f"{adapter} — {words.strip(', ')}"
+        out.update(available=True, adapter=adapter, gpu=gpu)
+    elif isinstance(gpu, dict):
+        out.update(available=False, why=f"the GPU benchmark failed: {gpu['error']} (backend in use: {in_use})")
+    else:
+        out.update(available=False, why=in_use or "the page reported no GPU figures")
+    print(f"  WebGPU: {out.get('adapter') or 'not measured: ' + out['why']}", flush=True)
+    return out
 
 
 def cpu_model():
@@ -226,6 +303,8 @@ def main():
         theirs_mt = None
         if threads > 1 and theirs.get("cross_origin_isolated"):
             theirs_mt = run(f"{url}wllama/", f"wllama, {threads} threads", {**config, "threads": threads})
+        # Last, so that the CPU and wllama runs above are measured as before.
+        webgpu = run_webgpu(url, args.n)
     finally:
         server.shutdown()
     for r in (ours, theirs, theirs_mt):
@@ -246,6 +325,7 @@ def main():
         "model": "SmolLM2-135M-Instruct.Q4_1.gguf (the page's own copy, same URL for both)",
         "molecules": len(smiles),
         "ours": ours, "wllama_1_thread": theirs, "wllama_all_threads": theirs_mt,
+        "ours_webgpu": webgpu,
     }
     path = stem.with_name(stem.name + ".browser.json")
     path.write_text(json.dumps(result, indent=1) + "\n")

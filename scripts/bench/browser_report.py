@@ -6,6 +6,11 @@
 wllama's rates are timed two ways: wall-clock from its page around each call (as ours is timed
 around each call, in our worker) and llama.cpp's own `timings`; the ratio uses whichever is better
 for wllama, so that a ratio >= 1 is never flattered by message overhead on their side.
+
+The page's WebGPU path (`ours_webgpu`: our `?bench` view again, WebGPU offered by Chromium on
+SwiftShader and chosen) gets a table of its own: prefill, molecules/s and model load against
+wllama's one-thread figures, beside the CPU path's figures of that same run; or the reason it
+could not be measured.
 """
 import json
 import sys
@@ -84,6 +89,72 @@ for higher, (a_all, b_all, c_all) in ((True, (rates(ours), rates(theirs), rates(
             ahead = "yes" if (ratio >= 1 if higher else ratio <= 1) else "**no**"
         digits = 0 if not higher else (2 if "molecules" in name else 1)
         print(f"| {name} | {fmt(a, digits)} | {fmt(b, digits)} | {fmt(ratio, 2)} | {ahead} | {fmt(c, digits)} |")
+
+webgpu = r.get("ours_webgpu")
+
+
+def webgpu_section(w):
+    """The page's WebGPU path against wllama (1 thread), beside the CPU path of the same run."""
+    print("\n## The page's WebGPU path\n")
+    if not w:
+        print("Not measured: these results predate the WebGPU run of `browser_bench.py`.")
+        return
+    if not w.get("available"):
+        page = "?" + w.get("url", "?bench&backend=gpu").split("?", 1)[-1]
+        print(f"**Not measured: WebGPU could not be had.** Why (the page's backend in use, or the error): "
+              f"{w.get('why') or '—'} (`{page}` in a Chromium started with `--enable-unsafe-webgpu`). "
+              "The CPU figures above stand.")
+        return
+    g, run = w["gpu"], w.get("run") or {}
+    adapter = w.get("adapter") or g.get("adapter") or "unnamed adapter"
+    software = "swiftshader" in adapter.lower() or "software" in adapter.lower()
+    print(f"Our `?bench` view again, in a fresh Chromium started with WebGPU offered (`--enable-unsafe-webgpu`) "
+          f"and the WebGPU backend chosen (`?bench&backend=gpu`: on Auto the page keeps to the CPU on a software "
+          f"adapter). Adapter: `{adapter}`; backend in use: {w.get('backend_in_use') or '—'}. The same prompt "
+          f"tokens at the same lengths and the same {g.get('molecules')} SMILES and `<QED>` tag as the CPU path "
+          f"(prefill: one pass timed after a warm-up pass; molecules: the shared prefix once, the inputs batched on the GPU; "
+          f"{g.get('molecules_failed', 0)} failed).\n")
+    if software:
+        what = ("SwiftShader is a software rasteriser" if "swiftshader" in adapter.lower()
+                else "This is a software adapter (headless Chromium's is SwiftShader, a software rasteriser)")
+        print(f"**{what}: Chromium's WebGPU runs on the CPU here, so these figures measure the page's WebGPU "
+              "code path (its WGSL shaders through Chromium's WebGPU), not the speed of a GPU.** They say "
+              "nothing about how fast the page is on a real GPU.\n")
+    else:
+        print("The adapter does not report itself as a software one: these figures are this GPU's.\n")
+    label = f"tagllm page, WebGPU ({adapter})"
+    mol = f"QED prompt, {r['molecules']} SMILES (molecules/s)"
+    gpu_rates = {f"prefill {p['tokens']} tokens (tokens/s)": p.get("tokens_per_s") for p in g.get("prefill", [])}
+    gpu_rates[mol] = g.get("molecules_per_s")
+    gpu_costs = {
+        "model load, cold: network, fresh profile (ms)": (run.get("load_cold") or {}).get("ms"),
+        "model load, warm: from the browser's storage (ms)": (run.get("load_warm") or {}).get("ms"),
+    }
+    cpu_same = {**rates(run), **costs(run)} if run.get("prefill") else {}
+    theirs_all = {**rates(theirs), **costs(theirs)}
+    print(f"| figure | {label} | wllama, {threads} thread | ours / theirs | ahead? | tagllm page, CPU path (same run) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for higher, figures in ((True, gpu_rates), (False, gpu_costs)):
+        for name, a in figures.items():
+            b = theirs_all.get(name)
+            if a is None or b is None or not b:
+                ratio, ahead = None, "—"
+            else:
+                ratio = a / b
+                ahead = "yes" if (ratio >= 1 if higher else ratio <= 1) else "**no**"
+            digits = 0 if not higher else (3 if "molecules" in name else 1)
+            # One load serves both paths in that run: its CPU column would repeat it.
+            same = fmt(cpu_same.get(name), digits) if higher else "(the same load)"
+            print(f"| {name} | {fmt(a, digits)} | {fmt(b, digits)} | {fmt(ratio, 2)} | {ahead} | {same} |")
+    gpu_rss = (run.get("gpu_process_peak_rss_mb") or [None])[0]
+    rss = (run.get("renderer_peak_rss_mb") or [None])[0]
+    print(f"\nDecoding is not measured on WebGPU (the view decodes on the CPU path only). The model loads "
+          f"above are the WebGPU run's (the worker also uploads the weights to the GPU). Memory of that run, "
+          f"not compared: renderer peak RSS {fmt(rss, 0)} MB, Chromium GPU process (where WebGPU runs) "
+          f"{fmt(gpu_rss, 0)} MB.")
+
+
+webgpu_section(webgpu)
 
 print(f"\n`performance.measureUserAgentSpecificMemory()` (not in the table: Chromium did not measure the "
       f"two pages' workers alike): ours {page_memory(ours)}; wllama {page_memory(theirs)}. The renderer's "
