@@ -60,6 +60,14 @@ def page_memory(e):
     return f"{mem['mb']:.0f} MB, of which {workers:.0f} MB attributed to a worker"
 
 
+def compare(a, b, higher):
+    """Ours / theirs and whether we are ahead (higher is better for rates, lower for costs)."""
+    if a is None or b is None or not b:
+        return None, "—"
+    ratio = a / b
+    return ratio, "yes" if (ratio >= 1 if higher else ratio <= 1) else "**no**"
+
+
 def fmt(x, digits=1):
     return "—" if x is None else f"{x:.{digits}f}"
 
@@ -82,11 +90,7 @@ for higher, (a_all, b_all, c_all) in ((True, (rates(ours), rates(theirs), rates(
                                       (False, (costs(ours), costs(theirs), costs(mt)))):
     for name, a in a_all.items():
         b, c = b_all.get(name), c_all.get(name)
-        if a is None or b is None or not b:
-            ratio, ahead = None, "—"
-        else:
-            ratio = a / b
-            ahead = "yes" if (ratio >= 1 if higher else ratio <= 1) else "**no**"
+        ratio, ahead = compare(a, b, higher)
         digits = 0 if not higher else (2 if "molecules" in name else 1)
         print(f"| {name} | {fmt(a, digits)} | {fmt(b, digits)} | {fmt(ratio, 2)} | {ahead} | {fmt(c, digits)} |")
 
@@ -137,11 +141,7 @@ def webgpu_section(w):
     for higher, figures in ((True, gpu_rates), (False, gpu_costs)):
         for name, a in figures.items():
             b = theirs_all.get(name)
-            if a is None or b is None or not b:
-                ratio, ahead = None, "—"
-            else:
-                ratio = a / b
-                ahead = "yes" if (ratio >= 1 if higher else ratio <= 1) else "**no**"
+            ratio, ahead = compare(a, b, higher)
             digits = 0 if not higher else (3 if "molecules" in name else 1)
             # One load serves both paths in that run: its CPU column would repeat it.
             same = fmt(cpu_same.get(name), digits) if higher else "(the same load)"
