@@ -10,8 +10,10 @@ scripts/setup.sh --web
 export PATH="$PWD/node_modules/.bin:$PATH"
 
 echo "== e2e: native CLI and test tags"
-cargo build --bin tagllm
-cargo run --quiet --example make_test_tags -- target/e2e-tags
+# The features and targets of scripts/test.sh's native tests (dev-dependencies included), so that
+# after them only tagllm itself compiles here.
+cargo build --features gpu --bin tagllm --example make_test_tags
+target/debug/examples/make_test_tags target/e2e-tags
 # A model card for the inspector to render (the test tags are untrained: it says so).
 cat > target/e2e-tags/QED.md <<'CARD'
 # `<QED>` — test card
