@@ -134,44 +134,57 @@ fn attention_any(call: &Call) -> Output {
     }
     let this = Past { k: &k_new, v: &v_new, rows: b, t: s };
     let blocks: Vec<&Past> = call.past.iter().chain(std::iter::once(&this)).collect();
-    let head = |task: usize| one_head(call, &blocks, task / n_head, task % n_head);
-    #[cfg(not(target_arch = "wasm32"))]
-    let outputs: Vec<Vec<f32>> = if b * s * call.keys() * n_head >= PARALLEL_MIN_PRODUCTS {
-        use rayon::prelude::*;
-        (0..b * n_head).into_par_iter().map(head).collect()
-    } else {
-        (0..b * n_head).map(head).collect()
-    };
-    #[cfg(target_arch = "wasm32")]
-    let outputs: Vec<Vec<f32>> = (0..b * n_head).map(head).collect();
-    // Head h of query i of row r goes to `y[r, i, h·hd ..]`.
     let mut y = vec![0f32; b * s * n_head * hd];
-    for (task, out) in outputs.iter().enumerate() {
-        let (r, h) = (task / n_head, task % n_head);
-        for (i, o) in out.chunks_exact(hd).enumerate() {
-            y[((r * s + i) * n_head + h) * hd..][..hd].copy_from_slice(o);
-        }
+    let out = Rows(y.as_mut_ptr());
+    let t = call.keys();
+    // SAFETY: task (r, h) writes head h of row r's queries, `y[r, i, h·hd ..][..hd]`: tasks
+    // write disjoint parts of `y`, which outlives them.
+    let head = |scratch: &mut Scratch, task: usize| unsafe { one_head(call, &blocks, task / n_head, task % n_head, scratch, &out) };
+    let scratch = || Scratch { q: vec![0f32; s * hd], scores: vec![0f32; s * t] };
+    #[cfg(not(target_arch = "wasm32"))]
+    if b * s * t * n_head >= PARALLEL_MIN_PRODUCTS {
+        use rayon::prelude::*;
+        (0..b * n_head).into_par_iter().for_each_init(scratch, head);
+        return Output { y, k: k_new, v: v_new };
     }
+    let mut one = scratch();
+    (0..b * n_head).for_each(|task| head(&mut one, task));
     Output { y, k: k_new, v: v_new }
 }
 
-/// Head `h` of row `r`: its `s` queries' outputs, `[s, hd]`. Scores and weighted values are
-/// small matrix products over each cached block in place (a shared block's keys serve every row).
+/// One thread's working space for [`one_head`]: the rotated queries `[s, hd]` and the scores
+/// `[s, t]`.
+struct Scratch {
+    q: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+/// The attention output's start, shared by the tasks that each write their own heads of it.
+struct Rows(*mut f32);
+
+// SAFETY: the tasks sharing it write disjoint elements (see `attention_any`).
+unsafe impl Sync for Rows {}
+
+/// Head `h` of row `r`: its `s` queries' outputs go to `y[r, i, h·hd ..][..hd]`. Scores and
+/// weighted values are small matrix products over each cached block in place (a shared block's
+/// keys serve every row).
+///
+/// # Safety
+/// `y` must point to `[b, s, n_head · hd]` values that no other thread touches at these places.
 #[inline(always)]
-fn one_head(call: &Call, blocks: &[&Past], r: usize, h: usize) -> Vec<f32> {
+unsafe fn one_head(call: &Call, blocks: &[&Past], r: usize, h: usize, scratch: &mut Scratch, y: &Rows) {
     let Heads { n_head, n_kv, head_dim: hd } = call.heads;
     let (s, t) = (call.s, call.keys());
     let half = hd / 2;
     let g = h / (n_head / n_kv);
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut q = vec![0f32; s * hd];
+    let Scratch { q, scores } = scratch;
     for (i, qi) in q.chunks_exact_mut(hd).enumerate() {
         let pos = call.starts[r] + i;
         let src = ((r * s + i) * n_head + h) * hd;
         rotate(&call.q[src..src + hd], &call.cos[pos * half..][..half], &call.sin[pos * half..][..half], scale, qi);
     }
     // scores[i, j] = q_i · k_j, block by block.
-    let mut scores = vec![0f32; s * t];
     let mut j0 = 0;
     for block in blocks {
         let keys = &block.k[(block_row(block, r) * n_kv + g) * block.t * hd..][..block.t * hd];
@@ -192,16 +205,15 @@ fn one_head(call: &Call, blocks: &[&Past], r: usize, h: usize) -> Vec<f32> {
             *x /= sum;
         }
     }
-    // out = Σ_blocks p[:, block] · v_block.
-    let mut out = vec![0f32; s * hd];
+    // y[r, :, h] = Σ_blocks p[:, block] · v_block, straight into the projection's layout.
+    let dst = unsafe { y.0.add((r * s * n_head + h) * hd) };
     let mut j0 = 0;
     for (n, block) in blocks.iter().enumerate() {
         let values = &block.v[(block_row(block, r) * n_kv + g) * block.t * hd..][..block.t * hd];
-        // SAFETY: as above.
-        unsafe { product(s, hd, block.t, out.as_mut_ptr(), hd, n > 0, scores[j0..].as_ptr(), t, 1, values.as_ptr(), hd, 1) };
+        // SAFETY: as above; `dst`'s s rows of hd lie n_head · hd apart inside `y`.
+        unsafe { product(s, hd, block.t, dst, n_head * hd, n > 0, scores[j0..].as_ptr(), t, 1, values.as_ptr(), hd, 1) };
         j0 += block.t;
     }
-    out
 }
 
 /// `dst (+)= lhs · rhs` for row-major strided `m × k` and `k × n` operands into rows of `dst`

@@ -368,16 +368,14 @@ impl Llama {
                 Rotary::Tables(cos, sin)
             }
         };
-        // Training's additive mask: `[s, t]` when every row is causal from one start, else
-        // `[b, 1, 1, s, t]`.
+        // Training's additive mask: `[s, t]` when every row is causal from one start (row 0's
+        // then serves all), else `[b, 1, 1, s, t]`.
+        let additive = |v: &[bool]| v.iter().map(|&ok| if ok { 0.0 } else { f32::NEG_INFINITY }).collect::<Vec<f32>>();
         let mask = match mode {
             Mode::Infer => None,
             Mode::Train if aligned && s == 1 => None,
-            Mode::Train if aligned => Some(causal_mask(s, t_old, &self.device)?),
-            Mode::Train => {
-                let m: Vec<f32> = visible.iter().map(|&ok| if ok { 0.0 } else { f32::NEG_INFINITY }).collect();
-                Some(Tensor::from_vec(m, (b, 1, 1, s, t), &self.device)?)
-            }
+            Mode::Train if aligned => Some(Tensor::from_vec(additive(&visible[..s * t]), (s, t), &self.device)?),
+            Mode::Train => Some(Tensor::from_vec(additive(&visible), (b, 1, 1, s, t), &self.device)?),
         };
         let eps = self.config.rms_eps as f32;
         let mut h = x.clone();
@@ -452,8 +450,17 @@ impl Llama {
         let out = attention(&call).map_err(Error::model)?;
         drop(held);
         let shape = (b, c.n_kv_head, s, c.head_dim);
+        let (k, v) = (Tensor::from_vec(out.k, shape, &self.device)?, Tensor::from_vec(out.v, shape, &self.device)?);
         let mut blocks = past.to_vec();
-        blocks.push((Tensor::from_vec(out.k, shape, &self.device)?, Tensor::from_vec(out.v, shape, &self.device)?));
+        match blocks.last_mut() {
+            // A decoded token joins the block of its rows: generation keeps a short block list
+            // (one more small product per head and block) at the cost of copying that block.
+            Some((pk, pv)) if s == 1 && pk.dims()[0] == b => {
+                *pk = Tensor::cat(&[&*pk, &k], 2)?;
+                *pv = Tensor::cat(&[&*pv, &v], 2)?;
+            }
+            _ => blocks.push((k, v)),
+        }
         let y = Tensor::from_vec(out.y, (b, s, c.n_head * c.head_dim), &self.device)?;
         Ok((linear(&layer.wo, &y, Mode::Infer)?, blocks))
     }
@@ -578,15 +585,6 @@ fn linear(w: &Linear, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
 enum Rotary<'a> {
     Positions(&'a [usize]),
     Tables(Tensor, Tensor),
-}
-
-/// Additive causal mask `[s, start + s]`: 0 where position `i` may see `j`, −∞ elsewhere.
-fn causal_mask(s: usize, start: usize, device: &Device) -> Result<Tensor> {
-    let t = start + s;
-    let data: Vec<f32> = (0..s)
-        .flat_map(|i| (0..t).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Ok(Tensor::from_vec(data, (s, t), device)?)
 }
 
 fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32, mode: Mode) -> candle_core::Result<Tensor> {
