@@ -9,12 +9,16 @@
 # where WebGPU cannot be had, the results say why and the rest stands.
 # Writes bench/results/DATE-HOST.browser.{json,md} with the machine described and our/their ratios.
 #
-#   scripts/bench-browser.sh [N]      # N molecules (default: all 100 of tests/fixtures/bench_smiles.txt)
+#   scripts/bench-browser.sh [N] [GPU_N]
+#     N: molecules (default: all 100 of tests/fixtures/bench_smiles.txt);
+#     GPU_N: molecules of the WebGPU run, the first of those N (default 10: on SwiftShader each
+#     takes ~30 s; on a real GPU pass N)
 #
 # The native half (tagllm vs llama.cpp): scripts/bench.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100}
+gpu_n=${2:-10}
 scripts/setup.sh --web >/dev/null
 export PATH="$PWD/node_modules/.bin:$PATH"
 
@@ -36,5 +40,5 @@ tests/e2e/venv.sh "$venv"
 out=bench/results; mkdir -p "$out"
 stamp="$(date -u +%Y-%m-%d)-$(hostname -s)"
 nice -n 10 "$venv/bin/python" scripts/bench/browser_bench.py \
-  --dist target/bench/dist --wllama "$pkg" --version "$version" --n "$n" --out "$out/$stamp"
+  --dist target/bench/dist --wllama "$pkg" --version "$version" --n "$n" --gpu-n "$gpu_n" --out "$out/$stamp"
 python3 scripts/bench/browser_report.py "$out/$stamp" | tee "$out/$stamp.browser.md"

@@ -282,6 +282,8 @@ def main():
     ap.add_argument("--harness", type=Path, default=Path(__file__).parent / "wllama")
     ap.add_argument("--smiles", type=Path, default=Path("tests/fixtures/bench_smiles.txt"))
     ap.add_argument("--n", type=int, default=100, help="molecules (the first N benchmark SMILES)")
+    ap.add_argument("--gpu-n", type=int, default=10,
+                    help="molecules of the WebGPU run (the first N of them; on SwiftShader each takes ~30 s)")
     ap.add_argument("--out", required=True, help="results stem: writes STEM.browser.json")
     args = ap.parse_args()
     smiles = [line.strip() for line in args.smiles.read_text().splitlines() if line.strip()][:args.n]
@@ -304,7 +306,7 @@ def main():
         if threads > 1 and theirs.get("cross_origin_isolated"):
             theirs_mt = run(f"{url}wllama/", f"wllama, {threads} threads", {**config, "threads": threads})
         # Last, so that the CPU and wllama runs above are measured as before.
-        webgpu = run_webgpu(url, args.n)
+        webgpu = run_webgpu(url, min(args.gpu_n, args.n))
     finally:
         server.shutdown()
     for r in (ours, theirs, theirs_mt):

@@ -173,10 +173,9 @@ impl Llama {
     /// any other format is expanded to f32.
     pub fn from_gguf(file: &GgufFile, weights: Weights) -> Result<Self> {
         let device = Device::Cpu;
-        let mut reader = std::io::Cursor::new(&file.bytes);
-        let mut qtensor = |name: &str| -> Result<QTensor> {
+        let qtensor = |name: &str| -> Result<QTensor> {
             file.content
-                .tensor(&mut reader, name, &device)
+                .tensor(&mut std::io::Cursor::new(&file.bytes), name, &device)
                 .map_err(|e| Error::model(format!("tensor `{name}`: {e}")))
         };
         let linear_of = |t: Arc<QTensor>| -> Result<Linear> {
@@ -190,12 +189,11 @@ impl Llama {
                 Weights::Amx => amx_linear(&t.dequantize(&device)?)?,
             })
         };
-        let mut matmul = |name: &str| -> Result<Linear> { linear_of(Arc::new(qtensor(name)?)) };
-        let config = file.config.clone();
-        let mut layers = Vec::with_capacity(config.n_layer);
-        for i in 0..config.n_layer {
+        let matmul = |name: &str| -> Result<Linear> { linear_of(Arc::new(qtensor(name)?)) };
+        let vector = |name: &str| -> Result<Tensor> { Ok(qtensor(name)?.dequantize(&device)?) };
+        let layer = |i: usize| -> Result<Layer> {
             let p = format!("blk.{i}");
-            layers.push(Layer {
+            Ok(Layer {
                 wq: matmul(&format!("{p}.attn_q.weight"))?,
                 wk: matmul(&format!("{p}.attn_k.weight"))?,
                 wv: matmul(&format!("{p}.attn_v.weight"))?,
@@ -203,27 +201,22 @@ impl Llama {
                 w_gate: matmul(&format!("{p}.ffn_gate.weight"))?,
                 w_up: matmul(&format!("{p}.ffn_up.weight"))?,
                 w_down: matmul(&format!("{p}.ffn_down.weight"))?,
-                attn_norm: Tensor::zeros(1, DType::F32, &device)?,
-                ffn_norm: Tensor::zeros(1, DType::F32, &device)?,
-            });
-        }
-        let vector = |name: &str| -> Result<Tensor> {
-            let t = file
-                .content
-                .tensor(&mut std::io::Cursor::new(&file.bytes), name, &device)
-                .map_err(|e| Error::model(format!("tensor `{name}`: {e}")))?;
-            Ok(t.dequantize(&device)?)
+                attn_norm: vector(&format!("{p}.attn_norm.weight"))?,
+                ffn_norm: vector(&format!("{p}.ffn_norm.weight"))?,
+            })
         };
-        for (i, layer) in layers.iter_mut().enumerate() {
-            layer.attn_norm = vector(&format!("blk.{i}.attn_norm.weight"))?;
-            layer.ffn_norm = vector(&format!("blk.{i}.ffn_norm.weight"))?;
-        }
+        let config = file.config.clone();
+        // Natively the layers are expanded on every core (most of loading is writing the f32
+        // weights); in the page, one after another.
+        #[cfg(not(target_arch = "wasm32"))]
+        let layers = {
+            use rayon::prelude::*;
+            (0..config.n_layer).into_par_iter().map(layer).collect::<Result<Vec<_>>>()?
+        };
+        #[cfg(target_arch = "wasm32")]
+        let layers = (0..config.n_layer).map(layer).collect::<Result<Vec<_>>>()?;
         let norm = vector("output_norm.weight")?;
-        let embedding = Arc::new(
-            file.content
-                .tensor(&mut std::io::Cursor::new(&file.bytes), "token_embd.weight", &device)
-                .map_err(|e| Error::model(format!("tensor `token_embd.weight`: {e}")))?,
-        );
+        let embedding = Arc::new(qtensor("token_embd.weight")?);
         // The output head only serves generation; with AMX it runs candle's Q8_0 kernel on the
         // embedding table itself rather than holding a second, f32-sized copy.
         let lm_head = match weights {
