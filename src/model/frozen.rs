@@ -34,14 +34,9 @@ impl CustomOp1 for FrozenLinear {
         let Some((start, end)) = l.contiguous_offsets() else {
             candle_core::bail!("frozen linear: input must be contiguous")
         };
-        let dims = l.shape().dims();
-        let k = dims[dims.len() - 1];
-        let rows = l.shape().elem_count() / k.max(1);
-        let x = Tensor::from_slice(&s.as_slice::<f32>()?[start..end], (rows, k), &candle_core::Device::Cpu)?;
-        let y = x.matmul(&self.weight.t()?)?;
-        let mut out_dims = dims.to_vec();
-        *out_dims.last_mut().unwrap_or(&mut 0) = self.weight.dims()[0];
-        Ok((cpu_storage(&y)?, Shape::from(out_dims)))
+        let x = Tensor::from_slice(&s.as_slice::<f32>()?[start..end], l.shape(), &candle_core::Device::Cpu)?;
+        let y = matmul_rows(&x, &self.weight)?;
+        Ok((cpu_storage(&y)?, y.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -49,6 +44,17 @@ impl CustomOp1 for FrozenLinear {
         let g = grad_res.reshape(((), out))?.matmul(&self.weight)?;
         Ok(Some(g.reshape(arg.shape())?))
     }
+}
+
+/// `x · weightᵀ` over the last dimension of `x` `[.., k]` as one 2-D product of all its rows
+/// (candle's batched matmul would multiply once per leading index, packing the weight each time).
+pub(super) fn matmul_rows(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+    let dims = x.dims();
+    let k = dims.last().copied().unwrap_or(0);
+    let y = x.reshape(((), k))?.matmul(&weight.t()?)?;
+    let mut out = dims.to_vec();
+    *out.last_mut().unwrap_or(&mut 0) = weight.dims()[0];
+    y.reshape(out)
 }
 
 /// `x · weightᵀ` over the last dimension, with a gradient for `x` only.

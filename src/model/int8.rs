@@ -139,37 +139,15 @@ pub struct QuantRows {
 }
 
 impl QuantRows {
-    /// Quantises `x` (`[rows, k]`, row-major); `k` must be a multiple of 32.
+    /// Quantises `x` (`[rows, k]`, row-major) to 8 bits per value, per block of 32, each row on
+    /// its own: `d_a = max|x| / 127`; `k` must be a multiple of 32.
     pub fn new(x: &[f32], k: usize) -> Self {
-        assert!(k.is_multiple_of(BLOCK) && k > 0, "row width {k} is not a multiple of {BLOCK}");
-        assert!(x.len().is_multiple_of(k), "{} values are not rows of {k}", x.len());
-        let rows = x.len() / k;
-        let nb = k / BLOCK;
-        let mut q = vec![0i8; rows * k];
-        let mut scale = vec![0f32; rows * nb];
-        let mut sum = vec![0i32; rows * nb];
-        let mut scaled_sum = vec![0f32; rows * nb];
-        #[cfg(target_arch = "x86_64")]
-        let fast = KernelPath::Vnni512.available();
-        #[cfg(not(target_arch = "x86_64"))]
-        let fast = false;
-        for (i, (xb, qb)) in x.chunks_exact(BLOCK).zip(q.chunks_exact_mut(BLOCK)).enumerate() {
-            let (d, s) = if fast {
-                // SAFETY: AVX-512F is there (checked above); blocks are 32 long.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    x86::quantize_block(xb.try_into().unwrap(), qb.try_into().unwrap())
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                unreachable!()
-            } else {
-                quantize_block(xb.try_into().unwrap(), qb.try_into().unwrap())
-            };
-            scale[i] = d;
-            sum[i] = s;
-            scaled_sum[i] = d * s as f32;
-        }
-        Self { rows, k, q, lo: Vec::new(), scale, sum, scaled_sum }
+        Self::build(x, k, false, false)
+    }
+
+    /// As [`Self::new`] with the portable code only (tests compare the two).
+    pub fn new_portable(x: &[f32], k: usize) -> Self {
+        Self::build(x, k, false, true)
     }
 
     /// Quantises `x` (`[rows, k]`) to 16 bits per value, per block of 32, each row on its own:
@@ -178,42 +156,48 @@ impl QuantRows {
     /// kernels' 8-bit products give `Σ q·a = 254·Σ q·a_hi + Σ q·a_lo` exactly. An input moves by
     /// at most `max|x| / 64768` (8-bit rows: `max|x| / 254`).
     pub fn new_wide(x: &[f32], k: usize) -> Self {
-        Self::wide(x, k, false)
+        Self::build(x, k, true, false)
     }
 
     /// As [`Self::new_wide`] with the portable code only (tests compare the two).
     pub fn new_wide_portable(x: &[f32], k: usize) -> Self {
-        Self::wide(x, k, true)
+        Self::build(x, k, true, true)
     }
 
-    fn wide(x: &[f32], k: usize, portable: bool) -> Self {
-        assert!(k.is_multiple_of(BLOCK) && k > 0 && x.len().is_multiple_of(k), "{} values are not rows of {k}", x.len());
+    fn build(x: &[f32], k: usize, wide: bool, portable: bool) -> Self {
+        assert!(k.is_multiple_of(BLOCK) && k > 0, "row width {k} is not a multiple of {BLOCK}");
+        assert!(x.len().is_multiple_of(k), "{} values are not rows of {k}", x.len());
         let (rows, nb) = (x.len() / k, k / BLOCK);
         let mut r = Self {
             rows,
             k,
             q: vec![0; rows * k],
-            lo: vec![0; rows * k],
+            lo: if wide { vec![0; rows * k] } else { Vec::new() },
             scale: vec![0.0; rows * nb],
             sum: vec![0; rows * nb],
             scaled_sum: vec![0.0; rows * nb],
         };
         #[cfg(target_arch = "x86_64")]
-        let fast = KernelPath::Vnni512.available() && !portable;
+        let fast = !portable && KernelPath::Vnni512.available();
         #[cfg(not(target_arch = "x86_64"))]
-        let fast = { let _ = portable; false };
-        for (i, ((xb, hi), lo)) in x.chunks_exact(BLOCK).zip(r.q.chunks_exact_mut(BLOCK)).zip(r.lo.chunks_exact_mut(BLOCK)).enumerate() {
-            let (xb, hi, lo) = (xb.try_into().unwrap(), hi.try_into().unwrap(), lo.try_into().unwrap());
-            let (d, s) = if fast {
+        let fast = {
+            let _ = portable;
+            false
+        };
+        for i in 0..rows * nb {
+            let at = i * BLOCK..(i + 1) * BLOCK;
+            let xb = x[at.clone()].try_into().unwrap();
+            let hi = (&mut r.q[at.clone()]).try_into().unwrap();
+            let (d, s) = match (wide, fast) {
+                (false, false) => quantize_block(xb, hi),
+                (true, false) => quantize_block_wide(xb, hi, (&mut r.lo[at]).try_into().unwrap()),
                 // SAFETY: AVX-512F is there (checked above).
                 #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    x86::quantize_block_wide(xb, hi, lo)
-                }
+                (false, true) => unsafe { x86::quantize_block(xb, hi) },
+                #[cfg(target_arch = "x86_64")]
+                (true, true) => unsafe { x86::quantize_block_wide(xb, hi, (&mut r.lo[at]).try_into().unwrap()) },
                 #[cfg(not(target_arch = "x86_64"))]
-                unreachable!()
-            } else {
-                quantize_block_wide(xb, hi, lo)
+                (_, true) => unreachable!(),
             };
             r.scale[i] = d;
             r.sum[i] = s;
@@ -225,28 +209,6 @@ impl QuantRows {
     /// Whether the rows hold 16-bit values (two int8 parts).
     pub fn is_wide(&self) -> bool {
         !self.lo.is_empty()
-    }
-
-    /// As [`Self::new`] with the portable code only (tests compare the two).
-    pub fn new_portable(x: &[f32], k: usize) -> Self {
-        assert!(k.is_multiple_of(BLOCK) && k > 0 && x.len().is_multiple_of(k), "{} values are not rows of {k}", x.len());
-        let (rows, nb) = (x.len() / k, k / BLOCK);
-        let mut r = Self {
-            rows,
-            k,
-            q: vec![0; rows * k],
-            lo: Vec::new(),
-            scale: vec![0.0; rows * nb],
-            sum: vec![0; rows * nb],
-            scaled_sum: vec![0.0; rows * nb],
-        };
-        for (i, (xb, qb)) in x.chunks_exact(BLOCK).zip(r.q.chunks_exact_mut(BLOCK)).enumerate() {
-            let (d, s) = quantize_block(xb.try_into().unwrap(), qb.try_into().unwrap());
-            r.scale[i] = d;
-            r.sum[i] = s;
-            r.scaled_sum[i] = d * s as f32;
-        }
-        r
     }
 
     /// The integer `a` of input `(row, col)`.

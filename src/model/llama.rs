@@ -58,20 +58,26 @@ enum Linear {
 impl Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            // candle multiplies a `[b, s, k]` input by the weight once per batch row (packing the
-            // weight each time, `s` rows per product); one `[b·s, k]` product does it once.
-            Linear::Candle(QMatMul::Tensor(w)) if x.rank() > 2 => {
-                let dims = x.dims();
-                let k = dims[dims.len() - 1];
-                let y = x.reshape(((), k))?.matmul(&w.t()?)?;
-                let mut out = dims.to_vec();
-                *out.last_mut().unwrap_or(&mut 0) = w.dims()[0];
-                y.reshape(out)
-            }
+            Linear::Candle(QMatMul::Tensor(w)) if x.rank() > 2 => super::frozen::matmul_rows(x, w),
             Linear::Candle(w) => w.forward(x),
             Linear::Int8(w) => w.forward(x),
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
             Linear::Amx(w) => w.forward(x),
+        }
+    }
+
+    /// The product in training: f32 weights go through [`frozen_linear`], so no gradient is
+    /// computed for them. The integer and AMX products have no backward (gradients would
+    /// silently stop there), so training refuses them.
+    ///
+    /// [`frozen_linear`]: super::frozen::frozen_linear
+    fn forward_train(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Candle(QMatMul::Tensor(w)) => super::frozen::frozen_linear(x, w),
+            Linear::Int8(_) => candle_core::bail!("training needs f32 weights, not int8"),
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Linear::Amx(_) => candle_core::bail!("training needs f32 weights, not amx"),
+            Linear::Candle(_) => self.forward(x),
         }
     }
 }
@@ -519,13 +525,8 @@ impl Llama {
             return Ok(self.lm_head.forward(&hidden.unsqueeze(0)?)?.squeeze(0)?);
         }
         // Training reaches the logits with gradients (stage 1); the tied weight stays frozen.
-        match (&self.lm_head, hidden.track_op()) {
-            (Linear::Candle(QMatMul::Tensor(w)), true) => Ok(super::frozen::frozen_linear(hidden, w)?),
-            (Linear::Int8(_), true) => Err(Error::Usage("training needs f32 weights, not int8".into())),
-            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-            (Linear::Amx(_), true) => Err(Error::Usage("training needs f32 weights, not amx".into())),
-            _ => Ok(self.lm_head.forward(hidden)?),
-        }
+        let mode = if hidden.track_op() { Mode::Train } else { Mode::Infer };
+        Ok(linear(&self.lm_head, hidden, mode)?)
     }
 
     /// Hidden states `[b, d]` at one position per batch row.
@@ -558,18 +559,11 @@ fn amx_linear(_: &Tensor) -> Result<Linear> {
     Err(Error::Usage("`--weights amx` needs an x86-64 Linux CPU with AMX; use f32".into()))
 }
 
-/// A weight matrix applied to `x`. In training, f32 weights go through [`frozen_linear`] so no
-/// gradient is computed for them.
-///
-/// [`frozen_linear`]: super::frozen::frozen_linear
+/// A weight matrix applied to `x` ([`Linear::forward_train`] in training).
 fn linear(w: &Linear, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-    match (mode, w) {
-        (Mode::Train, Linear::Candle(QMatMul::Tensor(w))) => super::frozen::frozen_linear(x, w),
-        // Integer products have no backward: gradients would silently stop here.
-        (Mode::Train, Linear::Int8(_)) => candle_core::bail!("training needs f32 weights, not int8"),
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        (Mode::Train, Linear::Amx(_)) => candle_core::bail!("training needs f32 weights, not amx"),
-        _ => w.forward(x),
+    match mode {
+        Mode::Train => w.forward_train(x),
+        Mode::Infer => w.forward(x),
     }
 }
 
