@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use candle_core::IndexOp;
 use gpu_kernels::check;
 use tagllm::gpu::{block_on, Gpu, GpuLlama};
-use tagllm::model::{GgufFile, KvCache, Mode, Segment};
+use tagllm::model::{GgufFile, KvCache, Mode, Sampling, Segment};
 use tagllm::predict::Predictor;
 
 /// A fresh device, or `None` when there is no adapter and `TAGLLM_GPU_TESTS=skip` says to skip.
@@ -103,10 +103,31 @@ fn whole_model_matches_cpu_forward() {
 
     // Plain text: the known next token.
     let ids = model.tokenizer.encode("The capital of France is").unwrap();
-    let hidden = gpu_llama.hidden_states(&model.llama, &[Segment::Tokens(ids)]).unwrap();
+    let prompt = [Segment::Tokens(ids)];
+    let hidden = gpu_llama.hidden_states(&model.llama, &prompt).unwrap();
     let logits: Vec<f32> = model.llama.logits(&hidden.i(4).unwrap()).unwrap().to_vec1().unwrap();
     let best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap();
     assert_eq!(model.tokenizer.token_text(best as u32), " Paris", "logit {}", logits[best]);
+
+    // Generation: the prompt in one pass, then a pass per token on the KV cache; greedy, so the
+    // same tokens and the same streamed text as the CPU's.
+    let (mut cpu_text, mut gpu_text) = (String::new(), String::new());
+    let cpu_tokens = model
+        .generate(&prompt, 6, Sampling::default(), |p| {
+            cpu_text.push_str(p);
+            true
+        })
+        .unwrap();
+    let t = std::time::Instant::now();
+    let gpu_tokens = block_on(gpu_llama.generate(model, &prompt, 6, Sampling::default(), |p| {
+        gpu_text.push_str(p);
+        true
+    }))
+    .unwrap();
+    eprintln!("GPU generation of {} tokens: {:.2?}: {gpu_text:?}", gpu_tokens.len(), t.elapsed());
+    assert_eq!(gpu_tokens, cpu_tokens, "GPU text {gpu_text:?}, CPU text {cpu_text:?}");
+    assert_eq!(gpu_text, cpu_text);
+    assert!(gpu_text.starts_with(" Paris") && gpu_tokens.len() == 6, "{gpu_text:?}");
 }
 
 /// Predictions through the GPU forward pass against the CPU's (same prompts, read-out and head;

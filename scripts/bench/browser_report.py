@@ -129,10 +129,14 @@ def webgpu_section(w):
     label = f"tagllm page, WebGPU ({adapter})"
     mol = f"QED prompt, {r['molecules']} SMILES (molecules/s)"
     gpu_rates = {f"prefill {p['tokens']} tokens (tokens/s)": p.get("tokens_per_s") for p in g.get("prefill", [])}
+    if g.get("decode_tokens_per_s") is not None:
+        gpu_rates["decode (tokens/s)"] = g["decode_tokens_per_s"]
     gpu_rates[mol] = g.get("molecules_per_s")
     # The WebGPU run may score only the first of the SMILES (scripts/bench-browser.sh's GPU_N).
     shown = {mol: f"QED prompt, SMILES (molecules/s): WebGPU on the first {g.get('molecules')}, the others on "
                   f"all {r['molecules']}"} if g.get("molecules") != r["molecules"] else {}
+    if g.get("decode_tokens"):
+        shown["decode (tokens/s)"] = f"decode (tokens/s): WebGPU {g['decode_tokens']} greedy tokens, the output head on the CPU"
     gpu_costs = {
         "model load, cold: network, fresh profile (ms)": (run.get("load_cold") or {}).get("ms"),
         "model load, warm: from the browser's storage (ms)": (run.get("load_warm") or {}).get("ms"),
@@ -151,8 +155,9 @@ def webgpu_section(w):
             print(f"| {shown.get(name, name)} | {fmt(a, digits)} | {fmt(b, digits)} | {fmt(ratio, 2)} | {ahead} | {same} |")
     gpu_rss = (run.get("gpu_process_peak_rss_mb") or [None])[0]
     rss = (run.get("renderer_peak_rss_mb") or [None])[0]
-    print(f"\nDecoding is not measured on WebGPU (the view decodes on the CPU path only). The model loads "
-          f"above are the WebGPU run's (the worker also uploads the weights to the GPU). Memory of that run, "
+    decoding = ("" if g.get("decode_tokens") else
+                "Decoding is not measured on WebGPU (this run predates the view's GPU decoding). ")
+    print(f"\n{decoding}The model loads above are the WebGPU run's (the worker also uploads the weights to the GPU). Memory of that run, "
           f"not compared: renderer peak RSS {fmt(rss, 0)} MB, Chromium GPU process (where WebGPU runs) "
           f"{fmt(gpu_rss, 0)} MB.")
 

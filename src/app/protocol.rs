@@ -120,7 +120,8 @@ pub enum FromWorker {
     Results { id: u32, values: Vec<Outcome>, ms: f64, cancelled: bool },
     /// A piece of generated text, as soon as it is complete.
     Piece { id: u32, text: String },
-    Generated { id: u32, tokens: usize, ms: f64, error: Option<String> },
+    /// Generation ended; `on_gpu`: its forward passes ran on WebGPU.
+    Generated { id: u32, tokens: usize, ms: f64, error: Option<String>, on_gpu: bool },
     /// For each of the tag's vectors, the nearest vocabulary tokens (text, cosine).
     Nearest { tag: String, centred: bool, vectors: Vec<Vec<(String, f32)>>, ms: f64, error: Option<String> },
     /// The answer to `Bench`: the figures as JSON (see `src/app/worker/bench.rs`), or why not.

@@ -128,7 +128,7 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
         ToWorker::Predict { id, tag, items } => predict(id, &tag, items).await,
         ToWorker::Cancel { id } => STATE.with(|s| s.borrow().cancelled.set(Some(id))),
         ToWorker::Generate { id, prompt, max_tokens, temperature, seed } => {
-            generate(id, &prompt, max_tokens, temperature, seed)
+            generate(id, &prompt, max_tokens, temperature, seed).await
         }
         ToWorker::Bench { molecules, tag, kernels, prefill, decode_tokens } => {
             bench::run(molecules, &tag, kernels, &prefill, decode_tokens).await
@@ -150,7 +150,7 @@ async fn init(model_url: &str, sha256: &str, tags_url: &str, weights: WeightsCho
             WeightsChoice::Quantized => "Checking the model (sha256) and loading its quantised weights (~100 MB)…",
         });
         yield_now().await;
-        let checked = GgufFile::from_bytes(bytes).map_err(|e| format!("cannot load the model: {e}")).and_then(|f| {
+        let checked = parse_gguf(bytes).await.map_err(|e| format!("cannot load the model: {e}")).and_then(|f| {
             let got = &f.identity.gguf_sha256;
             if got == sha256 {
                 Ok(f)
@@ -185,6 +185,26 @@ async fn init(model_url: &str, sha256: &str, tags_url: &str, weights: WeightsCho
     let source = if from_cache { "browser cache" } else { "downloaded" };
     ready(model, lib, tag_errors, weights, t0, from_cache, source.into());
     Ok(())
+}
+
+/// Parses and checks a GGUF file, its sha256 computed by the browser (SubtleCrypto: native code,
+/// ~0.05 s for the 98 MB model where this crate's WebAssembly sha256 takes ~0.4 s) or, where the
+/// browser has none (a page served over plain HTTP from another host is not a secure context),
+/// by the core.
+async fn parse_gguf(bytes: Vec<u8>) -> crate::error::Result<GgufFile> {
+    let sha256 = browser_sha256(&bytes).await;
+    GgufFile::from_bytes_with_sha256(bytes, sha256)
+}
+
+async fn browser_sha256(bytes: &[u8]) -> Option<String> {
+    let crypto = scope().crypto().ok()?;
+    if js_sys::Reflect::get(&crypto, &"subtle".into()).ok()?.is_undefined() {
+        return None;
+    }
+    // `digest` copies the bytes before it returns its promise, so a view of wasm memory is fine.
+    let promise = crypto.subtle().digest_with_str_and_u8_array("SHA-256", bytes).ok()?;
+    let digest = JsFuture::from(promise).await.ok()?;
+    Some(Uint8Array::new(&digest).to_vec().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 async fn model_cache() -> Option<Cache> {
@@ -240,7 +260,7 @@ async fn load_local_model(file: &str, bytes: Vec<u8>, weights: WeightsChoice, ba
     let t0 = now_ms();
     status(format!("Checking {file}…"));
     yield_now().await;
-    let gguf = match GgufFile::from_bytes(bytes) {
+    let gguf = match parse_gguf(bytes).await {
         Ok(g) => g,
         Err(e) => {
             send(&FromWorker::ModelError { message: format!("{file}: {e}") });
@@ -692,28 +712,83 @@ fn nearest_tokens(model: &Model, vectors: &Tensor, k: usize, centred: bool) -> c
         .collect())
 }
 
-fn generate(id: u32, prompt: &str, max_tokens: usize, temperature: f64, seed: u64) {
+async fn generate(id: u32, prompt: &str, max_tokens: usize, temperature: f64, seed: u64) {
     let t0 = now_ms();
     let (model, lib) = STATE.with(|s| {
         let s = s.borrow();
         (s.model.clone(), s.library.clone())
     });
     let Some(model) = model else {
-        send(&FromWorker::Generated { id, tokens: 0, ms: 0.0, error: Some("the model is not loaded yet".into()) });
+        send(&FromWorker::Generated { id, tokens: 0, ms: 0.0, error: Some("the model is not loaded yet".into()), on_gpu: false });
         return;
     };
     let sampling = Sampling { temperature, top_p: 0.95, seed };
-    let result = lib.splice(prompt, &model.tokenizer).and_then(|segments| {
-        model.generate(&segments, max_tokens, sampling, |piece| {
-            send(&FromWorker::Piece { id, text: piece.to_string() });
-            true
-        })
-    });
+    let mut on_text = |piece: &str| {
+        send(&FromWorker::Piece { id, text: piece.to_string() });
+        true
+    };
+    let mut on_gpu = false;
+    let result = match lib.splice(prompt, &model.tokenizer) {
+        Ok(segments) => match generate_on_gpu(&model, &segments, max_tokens, sampling, &mut on_text).await {
+            Some(result) => {
+                on_gpu = true;
+                result
+            }
+            None => model.generate(&segments, max_tokens, sampling, on_text),
+        },
+        Err(e) => Err(e),
+    };
     let (tokens, error) = match result {
         Ok(t) => (t.len(), None),
         Err(e) => (0, Some(e.to_string())),
     };
-    send(&FromWorker::Generated { id, tokens, ms: now_ms() - t0, error });
+    send(&FromWorker::Generated { id, tokens, ms: now_ms() - t0, error, on_gpu });
+}
+
+/// Generation on the GPU when the model is there and free: `None` when it is not (the caller
+/// generates on the CPU). A GPU failure before any text gives the GPU up for the CPU, as
+/// [`predict_on_gpu`] does, and returns `None`; after some text it is the run's error (the text
+/// shown cannot be taken back).
+#[cfg(feature = "gpu")]
+async fn generate_on_gpu(
+    model: &Model,
+    segments: &[crate::model::Segment],
+    max_tokens: usize,
+    sampling: Sampling,
+    on_text: &mut impl FnMut(&str) -> bool,
+) -> Option<crate::error::Result<Vec<u32>>> {
+    let mut gpu = STATE.with(|s| s.borrow_mut().gpu.take())?;
+    let mut pieces = 0;
+    let result = gpu
+        .generate(model, segments, max_tokens, sampling, |piece| {
+            pieces += 1;
+            on_text(piece)
+        })
+        .await;
+    match result {
+        Ok(tokens) => {
+            STATE.with(|s| s.borrow_mut().gpu = Some(gpu));
+            Some(Ok(tokens))
+        }
+        Err(e) => {
+            let backend = format!("{CPU_BACKEND} — WebGPU failed during a run ({e}); the CPU took over");
+            web_sys::console::warn_1(&backend.clone().into());
+            STATE.with(|s| s.borrow_mut().backend = backend.clone());
+            send(&FromWorker::Backend { backend });
+            (pieces > 0).then_some(Err(e))
+        }
+    }
+}
+
+#[cfg(not(feature = "gpu"))]
+async fn generate_on_gpu(
+    _model: &Model,
+    _segments: &[crate::model::Segment],
+    _max_tokens: usize,
+    _sampling: Sampling,
+    _on_text: &mut impl FnMut(&str) -> bool,
+) -> Option<crate::error::Result<Vec<u32>>> {
+    None
 }
 
 /// Yields to the worker's event loop (so messages such as Cancel get delivered).

@@ -25,12 +25,11 @@ use crate::error::{Error, Result};
 use crate::model::gguf::{Config, GgufFile};
 use crate::model::llama::rope_tables;
 #[cfg(not(target_arch = "wasm32"))]
-use crate::model::{Llama, Segment};
+use crate::model::Llama;
+use crate::model::{Generation, Model, Sampling, Segment};
 
 use candle_core::quantized::GgmlDType;
-use candle_core::Device;
-#[cfg(not(target_arch = "wasm32"))]
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 
 /// A weight matrix `[n, k]` (y = x · Wᵀ) as raw GGUF blocks on the GPU.
 struct QMatrix {
@@ -335,6 +334,31 @@ impl GpuLlama {
         gpu.queue.submit([enc.finish()]);
         let out = gpu.read_staging(&ws.staging, rows * d).await?;
         Ok(lens.iter().enumerate().map(|(b, &n)| out[b * seq * d..][..n * d].to_vec()).collect())
+    }
+
+    /// Generates like [`Model::generate`], with the forward passes here: the prompt in one pass,
+    /// then one pass per token continuing the KV cache. The logits come from the read-back
+    /// final-norm state of the last position, through `model`'s output head on the CPU (one
+    /// `[d] × [d, vocab]` product a token); `model` also embeds the tokens and splices the tags.
+    pub async fn generate(
+        &mut self,
+        model: &Model,
+        segments: &[Segment],
+        max_tokens: usize,
+        sampling: Sampling,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Vec<u32>> {
+        let d = self.config.hidden;
+        let logits = |state: &[f32]| model.llama.logits(&Tensor::from_slice(&state[state.len() - d..], d, &Device::Cpu)?);
+        let x = model.llama.embed(segments)?;
+        let n = x.dim(0)?;
+        let mut state = self.forward_at(&x.flatten_all()?.to_vec1::<f32>()?, 0).await?;
+        let mut generation = Generation::new(model, n, max_tokens, sampling);
+        while let Some(next) = generation.next(&logits(&state)?, &mut on_text)? {
+            let x = model.llama.embed_tokens(&[next])?.flatten_all()?.to_vec1::<f32>()?;
+            state = self.forward_at(&x, generation.positions - 1).await?;
+        }
+        Ok(generation.tokens)
     }
 
     /// [`Self::forward`], blocking (native only).

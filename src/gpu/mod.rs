@@ -17,7 +17,10 @@
 //!   sequence length allocated once and reused, the whole forward pass recorded into one command
 //!   encoder and submitted once.
 //!
-//! This first slice runs one sequence at a time without a KV cache, in f32.
+//! It keeps a KV cache (a shared prompt prefix runs once) and runs many inputs per pass
+//! ([`GpuLlama::forward_batch_at`]), all in f32 with no optional WebGPU feature required; the
+//! `shader-f16` and subgroup variants the issue asks for where an adapter offers them are not
+//! written yet. Generation (decoding with logits) runs on the CPU path.
 
 pub mod kernels;
 pub mod llama;

@@ -100,6 +100,13 @@ impl GgufFile {
 
     /// Parses and checks a GGUF file held in memory.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        Self::from_bytes_with_sha256(bytes, None)
+    }
+
+    /// [`Self::from_bytes`] with the file's sha256 (lower-case hex) where the caller has computed
+    /// it already — the page asks the browser's own implementation, several times faster than
+    /// this crate's in WebAssembly; `None` computes it here.
+    pub fn from_bytes_with_sha256(bytes: Vec<u8>, sha256: Option<String>) -> Result<Self> {
         check_model_size(bytes.len() as u64)?;
         if bytes.len() < 4 || &bytes[..4] != b"GGUF" {
             let head: String = bytes
@@ -133,7 +140,7 @@ impl GgufFile {
             architecture: string_meta(&content, "general.architecture")?,
             name: string_meta(&content, "general.name").unwrap_or_default(),
             hidden_size: config.hidden,
-            gguf_sha256: sha256_hex(&bytes),
+            gguf_sha256: sha256.unwrap_or_else(|| sha256_hex(&bytes)),
         };
         Ok(Self { content, bytes, config, identity })
     }

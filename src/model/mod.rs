@@ -79,6 +79,20 @@ impl Weights {
         }
     }
 
+    /// What text generation uses by default: [`Weights::Int16`] where the CPU runs the integer
+    /// kernels with SIMD (AVX-512 VNNI or AVX2), else [`Weights::best_f32`]. A decoding step is a
+    /// one-row product that reads every weight once, so its speed is the speed of reading the
+    /// weights: the file's blocks are ~0.6 bytes a weight, f32 (or AMX's two bf16 parts) 4. Text
+    /// needs no f32-exact values; predictions do (their heads were trained on f32), so they keep
+    /// [`Weights::best_f32`].
+    pub fn for_generation() -> Self {
+        if int8::KernelPath::best() == int8::KernelPath::Scalar {
+            Self::best_f32()
+        } else {
+            Weights::Int16
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Weights::F32 => "f32",
@@ -151,28 +165,69 @@ impl Model {
         let hidden = self.llama.forward(&x, &mut cache, Mode::Infer)?;
         let last = hidden.dim(1)? - 1;
         let mut logits = self.llama.logits(&hidden.i((0, last))?)?;
-        let mut rng = SplitMix64(sampling.seed);
-        let mut out = Vec::new();
-        let mut stream = TokenStream::new(&self.tokenizer);
-        for _ in 0..max_tokens {
-            let next = pick(&logits, sampling, &mut rng)?;
-            if self.tokenizer.is_eos(next) {
-                break;
-            }
-            out.push(next);
-            if let Some(piece) = stream.push(next)? {
-                if !on_text(&piece) {
-                    break;
-                }
-            }
-            if cache.len() + 1 > self.llama.config.context_length {
-                break;
-            }
+        let mut generation = Generation::new(self, last + 1, max_tokens, sampling);
+        while let Some(next) = generation.next(&logits, &mut on_text)? {
             let x = self.llama.embed_tokens(&[next])?.unsqueeze(0)?;
             let hidden = self.llama.forward(&x, &mut cache, Mode::Infer)?;
             logits = self.llama.logits(&hidden.i((0, 0))?)?;
         }
-        Ok(out)
+        Ok(generation.tokens)
+    }
+}
+
+/// Generation's token-by-token bookkeeping, apart from the forward passes: it picks each next
+/// token from the logits, streams the text and says when to stop. [`Model::generate`] drives it
+/// with the CPU forward pass, the GPU backend with its own (`GpuLlama::generate`), so both stop
+/// and sample alike.
+pub struct Generation<'a> {
+    model: &'a Model,
+    sampling: Sampling,
+    rng: SplitMix64,
+    stream: TokenStream<'a>,
+    max_tokens: usize,
+    /// Positions run or to run: the prompt's, then one per token [`Self::next`] returned.
+    pub positions: usize,
+    /// The tokens generated so far.
+    pub tokens: Vec<u32>,
+}
+
+impl<'a> Generation<'a> {
+    /// After a prompt of `prompt_positions` positions.
+    pub fn new(model: &'a Model, prompt_positions: usize, max_tokens: usize, sampling: Sampling) -> Self {
+        Self {
+            model,
+            sampling,
+            rng: SplitMix64(sampling.seed),
+            stream: TokenStream::new(&model.tokenizer),
+            max_tokens,
+            positions: prompt_positions,
+            tokens: Vec::new(),
+        }
+    }
+
+    /// Given the logits after the last position: the next token, whose text (once complete) has
+    /// gone to `on_text`, to run at position `positions - 1`; `None` when generation ends (the
+    /// end-of-sequence token, `max_tokens` reached, `on_text` returned false, or the context is
+    /// full).
+    pub fn next(&mut self, logits: &Tensor, on_text: &mut impl FnMut(&str) -> bool) -> Result<Option<u32>> {
+        if self.tokens.len() >= self.max_tokens {
+            return Ok(None);
+        }
+        let next = pick(logits, self.sampling, &mut self.rng)?;
+        if self.model.tokenizer.is_eos(next) {
+            return Ok(None);
+        }
+        self.tokens.push(next);
+        if let Some(piece) = self.stream.push(next)? {
+            if !on_text(&piece) {
+                return Ok(None);
+            }
+        }
+        if self.positions + 1 > self.model.llama.config.context_length {
+            return Ok(None);
+        }
+        self.positions += 1;
+        Ok(Some(next))
     }
 }
 

@@ -11,7 +11,8 @@
     sub-batch, as a driver reset would): the batch finishes on the CPU, every input gets its
     value, and the page says what happened;
 (e) the benchmark view (`?bench&backend=gpu`) adds the GPU's figures (adapter, prefill,
-    molecules/s) to the CPU's.
+    decode, molecules/s) to the CPU's.
+In (b) greedy text generation on the GPU also gives the CLI's text.
 
 (The CPU fallback where the browser offers no WebGPU at all is checked by test_page.py.)
 
@@ -19,11 +20,13 @@ Usage: test_webgpu.py --dist DIR --tags DIR --cli PATH --out DIR   (see tests/e2
 """
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,6 +46,27 @@ def run(driver, lines, expect):
     testid(driver, "run").click()
     wait_rows(driver, len(lines), done=True)
     return {r[0]: (r[1], r[2]) for r in rows_of(driver)}, time.time() - t0
+
+
+def generate(driver, prompt, n):
+    """Greedy generation in the page (the prompt has no tag, so it runs once): the text."""
+    details = driver.find_element(By.CSS_SELECTOR, '[data-testid="generation"]')
+    if not details.get_attribute("open"):
+        details.find_element(By.CSS_SELECTOR, "summary").click()
+    for name, value in [("prompt", prompt), ("max-tokens", str(n)), ("temperature", "0")]:
+        el = testid(driver, name)
+        el.clear()
+        el.send_keys(value)
+    testid(driver, "generate").click()
+    WebDriverWait(driver, 600, poll_frequency=0.5).until(lambda d: testid(d, "gen-info").text)
+    return driver.execute_script("return document.querySelector('[data-testid=\"generated-text\"]').textContent")
+
+
+def cli_generate(cli, tags, prompt, n):
+    """The CLI's greedy text on f32 weights (what the page's CPU path holds)."""
+    out = subprocess.run([cli, "--weights", "f32", "--tags", str(tags), "generate", "--prompt", prompt,
+                          "--max-tokens", str(n), "--temperature", "0"], check=True, capture_output=True, text=True).stdout
+    return out[:-1] if out.endswith("\n") else out
 
 
 def compare(got, want, what):
@@ -95,6 +119,16 @@ def main():
             metrics["gpu_max_abs_diff_vs_cli"] = compare(got, expected, "WebGPU")
             gpu_values = got
             full_screenshot(driver, args.out / "screenshot-webgpu.png")
+            # Greedy generation on the GPU (the prompt in one pass, then a pass per token on its KV
+            # cache) gives the CLI's text.
+            t0 = time.time()
+            generated = generate(driver, "The capital of France is", 4)
+            metrics["gpu_generate_s"] = round(time.time() - t0, 1)
+            want = cli_generate(args.cli, args.tags, "The capital of France is", 4)
+            print(f"  generated on WebGPU: {generated!r} (CLI: {want!r}), {testid(driver, 'gen-info').text}")
+            assert generated == want and generated.startswith(" Paris"), (generated, want)
+            assert testid(driver, "gen-info").text.endswith("on WebGPU"), testid(driver, "gen-info").text
+            metrics["gpu_generated"] = generated
 
             # (c) The user switches to the CPU.
             Select(testid(driver, "backend-choice")).select_by_value("cpu")
@@ -133,6 +167,7 @@ def main():
             assert v["backend_in_use"].startswith("WebGPU") and gpu and "software" in gpu["adapter"], (v["backend_in_use"], gpu)
             assert gpu["prefill"][0]["tokens"] == 50 and gpu["prefill"][0]["tokens_per_s"] > 0, gpu
             assert gpu["molecules"] == 3 and gpu["molecules_failed"] == 0 and gpu["molecules_per_s"] > 0, gpu
+            assert gpu["decode_tokens"] == 8 and gpu["decode_tokens_per_s"] > 0, gpu
             metrics["bench_gpu"] = gpu
             print(f"  ?bench on SwiftShader: prefill 50 {gpu['prefill'][0]['tokens_per_s']:.1f} tokens/s, "
                   f"{gpu['molecules_per_s']:.3f} molecules/s (CPU: {v['molecules_per_s']:.2f})")

@@ -404,11 +404,16 @@ impl App {
                     self.generated_plain.update(|g| g.push_str(&text));
                 }
             }
-            FromWorker::Generated { id, tokens, ms, error } => {
+            FromWorker::Generated { id, tokens, ms, error, on_gpu } => {
                 let (with, plain) = self.gen_ids.get_untracked();
                 let info = match error {
                     Some(e) => format!("Error: {e}"),
-                    None => format!("{tokens} tokens in {:.1} s ({:.1} tokens/s)", ms / 1000.0, tokens as f64 * 1000.0 / ms.max(1.0)),
+                    None => format!(
+                        "{tokens} tokens in {:.1} s ({:.1} tokens/s) on {}",
+                        ms / 1000.0,
+                        tokens as f64 * 1000.0 / ms.max(1.0),
+                        if on_gpu { "WebGPU" } else { "the CPU" }
+                    ),
                 };
                 if with == Some(id) {
                     self.gen_info.set(info);

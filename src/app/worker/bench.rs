@@ -27,11 +27,11 @@ pub fn wasm_memory_bytes() -> f64 {
 }
 
 /// Runs the benchmark and answers with [`FromWorker::BenchReport`]: the CPU figures, then the
-/// GPU's when the model is on a GPU (`gpu`: adapter, prefill, molecules/s).
+/// GPU's when the model is on a GPU (`gpu`: adapter, prefill, decode, molecules/s).
 pub async fn run(molecules: usize, tag: &str, kernels: bool, prefill: &[usize], decode_tokens: usize) {
     let mut report = measure(molecules, tag, kernels, prefill, decode_tokens);
     if let Ok(r) = &mut report {
-        r["gpu"] = match gpu_figures(molecules, tag, prefill).await {
+        r["gpu"] = match gpu_figures(molecules, tag, prefill, decode_tokens).await {
             Ok(Some(g)) => g,
             Ok(None) => json!(null),
             Err(e) => json!({ "error": e }),
@@ -46,18 +46,24 @@ pub async fn run(molecules: usize, tag: &str, kernels: bool, prefill: &[usize], 
 }
 
 /// The GPU's figures, when the model is on one: prefill at each of `prefill` tokens (after a
-/// warm-up pass at that length) and `tag` over the first `molecules` benchmark SMILES, as the page
+/// warm-up pass at that length), decoding (at most 8 tokens on a software adapter) and `tag` over the first `molecules` benchmark SMILES, as the page
 /// predicts on the GPU (the shared prefix once, the inputs 8 per pass).
 #[cfg(feature = "gpu")]
-async fn gpu_figures(molecules: usize, tag: &str, prefill: &[usize]) -> Result<Option<serde_json::Value>, String> {
+async fn gpu_figures(molecules: usize, tag: &str, prefill: &[usize], decode_tokens: usize) -> Result<Option<serde_json::Value>, String> {
     let Some(mut gpu) = STATE.with(|s| s.borrow_mut().gpu.take()) else { return Ok(None) };
-    let result = gpu_measure(&mut gpu, molecules, tag, prefill).await.map_err(|e| e.to_string());
+    let result = gpu_measure(&mut gpu, molecules, tag, prefill, decode_tokens).await.map_err(|e| e.to_string());
     STATE.with(|s| s.borrow_mut().gpu = Some(gpu));
     result.map(Some)
 }
 
 #[cfg(feature = "gpu")]
-async fn gpu_measure(gpu: &mut crate::gpu::GpuLlama, molecules: usize, tag: &str, prefill: &[usize]) -> crate::Result<serde_json::Value> {
+async fn gpu_measure(
+    gpu: &mut crate::gpu::GpuLlama,
+    molecules: usize,
+    tag: &str,
+    prefill: &[usize],
+    decode_tokens: usize,
+) -> crate::Result<serde_json::Value> {
     let (model, lib) = STATE.with(|s| {
         let s = s.borrow();
         (s.model.clone(), s.library.clone())
@@ -68,12 +74,18 @@ async fn gpu_measure(gpu: &mut crate::gpu::GpuLlama, molecules: usize, tag: &str
         status(format!("Benchmark (GPU): prefill of {n} tokens…"));
         figures.push(bench::gpu_prefill(&model, gpu, n, 1, &now).await?);
     }
+    // A software adapter (SwiftShader) takes seconds a pass: fewer steps there.
+    let decode_tokens = if gpu.gpu().is_software() { decode_tokens.min(8) } else { decode_tokens };
+    status(format!("Benchmark (GPU): decoding {decode_tokens} tokens…"));
+    let decode = bench::gpu_decode(&model, gpu, decode_tokens, &now).await?;
     let predictor = Predictor::new(&model, &lib, tag)?;
     status(format!("Benchmark (GPU): <{tag}> over {molecules} molecules…"));
     let (count, failed, per_s) = bench::gpu_molecules(&predictor, gpu, molecules, &now).await?;
     Ok(json!({
         "adapter": gpu.gpu().describe(),
         "prefill": figures,
+        "decode_tokens": decode_tokens,
+        "decode_tokens_per_s": decode,
         "molecules": count,
         "molecules_failed": failed,
         "molecules_per_s": per_s,
@@ -81,7 +93,7 @@ async fn gpu_measure(gpu: &mut crate::gpu::GpuLlama, molecules: usize, tag: &str
 }
 
 #[cfg(not(feature = "gpu"))]
-async fn gpu_figures(_molecules: usize, _tag: &str, _prefill: &[usize]) -> Result<Option<serde_json::Value>, String> {
+async fn gpu_figures(_molecules: usize, _tag: &str, _prefill: &[usize], _decode_tokens: usize) -> Result<Option<serde_json::Value>, String> {
     Ok(None)
 }
 

@@ -20,7 +20,7 @@ use crate::{Cli, Command, Format, InputArg, OutputArg, TagsAction, TrainFlags, T
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Generate { prompt, max_tokens, temperature, top_p, seed } => {
-            let model = Model::load_with(&cli.model, cli.weights.into())?;
+            let model = Model::load_with(&cli.model, cli.weights.for_generation())?;
             let library = load_library(&cli.tags, &model, false)?;
             let segments = library.splice(prompt, &model.tokenizer)?;
             let sampling = Sampling { temperature: *temperature, top_p: *top_p, seed: *seed };
@@ -33,7 +33,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Predict { tag, input, column, protein, protein_file, format, batch } => {
-            let model = Model::load_with(&cli.model, cli.weights.into())?;
+            let model = Model::load_with(&cli.model, cli.weights.for_predictions())?;
             let library = load_library(&cli.tags, &model, true)?;
             let mut predictor = Predictor::new(&model, &library, tag)?;
             predictor.batch_size = *batch;
@@ -60,7 +60,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval { tag, data, input_col, target_col, protein_col, limit, batch, predictions } => {
-            let model = Model::load_with(&cli.model, cli.weights.into())?;
+            let model = Model::load_with(&cli.model, cli.weights.for_predictions())?;
             let library = load_library(&cli.tags, &model, true)?;
             let mut predictor = Predictor::new(&model, &library, tag)?;
             predictor.batch_size = *batch;
@@ -475,7 +475,7 @@ fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
     let start = std::time::Instant::now();
     let now = move || start.elapsed().as_secs_f64() * 1000.0;
     let t = now();
-    let model = Model::load_with(&cli.model, cli.weights.into())?;
+    let model = Model::load_with(&cli.model, cli.weights.for_predictions())?;
     let load_ms = now() - t;
     let library = load_library(&cli.tags, &model, true)?;
     let predictor = Predictor::new(&model, &library, tag)?;
@@ -486,6 +486,7 @@ fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
         let mut v = serde_json::to_value(&report)?;
         v["threads"] = json!(threads);
         v["kernel_path"] = json!(format!("{:?}", tagllm::model::int8::KernelPath::best()));
+        v["generate_weights"] = json!(cli.weights.for_generation().name());
         v["model_load_ms"] = json!(load_ms);
         v["peak_rss_mb"] = json!(peak);
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -509,6 +510,10 @@ fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
         println!("prefill {:>4} tokens: {:>8.1} ms  {:>8.1} tokens/s", p.tokens, p.ms, p.tokens_per_s);
     }
     println!("decode: {:.1} tokens/s ({} tokens, greedy, with logits)", report.decode_tokens_per_s, report.decode_tokens);
+    let generate = cli.weights.for_generation().name();
+    if generate != weights {
+        println!("  (`tagllm generate` decodes with {generate} weights here: `tagllm --weights {generate} bench`)");
+    }
     println!("{} over {} molecules: {:.2} molecules/s", report.molecules_tag, report.molecules, report.molecules_per_s);
     if let Some(mb) = peak {
         println!("peak resident memory: {mb:.0} MB");
@@ -524,7 +529,7 @@ fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
 #[cfg(feature = "gpu")]
 fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
     use tagllm::gpu::{block_on, Gpu, GpuLlama};
-    use tagllm::model::{GgufFile, Segment, Weights};
+    use tagllm::model::{GgufFile, Weights};
     let start = std::time::Instant::now();
     let now = move || start.elapsed().as_secs_f64() * 1000.0;
     let gpu = Gpu::new_blocking()?;
@@ -552,19 +557,7 @@ fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
     // Decoding: single-token passes with the KV cache after a 16-token prompt, the LM head (tied
     // Q8_0 embedding) on the CPU.
     let decode_tokens = if reps == 1 { 4 } else { 32 };
-    let ids = tagllm::bench::tokens(&model, 16)?;
-    let x = model.llama.embed(&[Segment::Tokens(ids.clone())])?;
-    let h = llama.forward_blocking(&x.flatten_all()?.to_vec1::<f32>()?)?;
-    let d = model.llama.config.hidden;
-    let mut last = candle_core::Tensor::from_slice(&h[h.len() - d..], d, &candle_core::Device::Cpu)?;
-    let t = now();
-    for step in 0..decode_tokens {
-        let next = model.llama.logits(&last)?.argmax(0)?.to_dtype(candle_core::DType::U32)?.to_scalar::<u32>()?;
-        let x = model.llama.embed_tokens(&[next])?.flatten_all()?.to_vec1::<f32>()?;
-        let h = block_on(llama.forward_at(&x, ids.len() + step))?;
-        last = candle_core::Tensor::from_vec(h, d, &candle_core::Device::Cpu)?;
-    }
-    let decode_tokens_per_s = decode_tokens as f64 * 1000.0 / (now() - t);
+    let decode_tokens_per_s = block_on(tagllm::bench::gpu_decode(&model, &mut llama, decode_tokens, &now))?;
     let library = load_library(&cli.tags, &model, true)?;
     let predictor = Predictor::new(&model, &library, tag)?;
     let count = if reps == 1 { 10 } else { 100 };

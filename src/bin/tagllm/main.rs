@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use tagllm::model::Weights;
 
 #[derive(Parser)]
 #[command(name = "tagllm", version, about = "Tag-LLM on SmolLM2: learned tags turn a small LLM into a chemistry and biology predictor")]
@@ -18,8 +19,9 @@ pub struct Cli {
     /// Folder of tag files (*.safetensors).
     #[arg(long, global = true, default_value = "tags")]
     pub tags: PathBuf,
-    /// How inference holds the weights: `auto` (the default: `amx` where the CPU has AMX, else
-    /// `f32`), `f32` (the file's values expanded; what tags are trained on), `amx` (the same
+    /// How inference holds the weights: `auto` (the default: for predictions `amx` where the CPU
+    /// has AMX, else `f32`; for `generate`, whose speed is that of reading the weights, `int16`
+    /// where the CPU has AVX2 or AVX-512 VNNI), `f32` (the file's values expanded; what tags are trained on), `amx` (the same
     /// values as two bf16 parts, products on the CPU's AMX tiles: within ~1e-5 of f32, ~2× the
     /// speed; Xeon Sapphire Rapids or later), `int16` (the file's Q4_1 blocks, our integer
     /// kernels with inputs rounded to 16 bits per block of 32: predictions within ~1e-4 of f32,
@@ -41,15 +43,25 @@ pub enum WeightsArg {
     Quantized,
 }
 
-impl From<WeightsArg> for tagllm::model::Weights {
-    fn from(w: WeightsArg) -> Self {
-        match w {
-            WeightsArg::Auto => Self::best_f32(),
-            WeightsArg::F32 => Self::F32,
-            WeightsArg::Amx => Self::Amx,
-            WeightsArg::Int8 => Self::Int8,
-            WeightsArg::Int16 => Self::Int16,
-            WeightsArg::Quantized => Self::Quantized,
+impl WeightsArg {
+    /// The weights for predictions, evaluation and the benchmark (`auto`: f32-exact).
+    pub fn for_predictions(self) -> Weights {
+        self.resolve(Weights::best_f32())
+    }
+
+    /// The weights for `generate` (`auto`: the file's blocks where the integer kernels have SIMD).
+    pub fn for_generation(self) -> Weights {
+        self.resolve(Weights::for_generation())
+    }
+
+    fn resolve(self, auto: Weights) -> Weights {
+        match self {
+            WeightsArg::Auto => auto,
+            WeightsArg::F32 => Weights::F32,
+            WeightsArg::Amx => Weights::Amx,
+            WeightsArg::Int8 => Weights::Int8,
+            WeightsArg::Int16 => Weights::Int16,
+            WeightsArg::Quantized => Weights::Quantized,
         }
     }
 }
