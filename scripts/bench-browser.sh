@@ -21,6 +21,9 @@ n=${1:-100}
 gpu_n=${2:-10}
 scripts/setup.sh --web >/dev/null
 export PATH="$PWD/node_modules/.bin:$PATH"
+# The browsers' profiles (~200 MB each) go to one temporary folder, removed at the end.
+TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/tagllm-bench.XXXXXX"); export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 
 version=3.13.0
 prefix=target/bench-wllama

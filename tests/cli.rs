@@ -150,8 +150,7 @@ fn tags_list_and_show() {
 
 #[test]
 fn a_bad_model_file_is_refused_with_a_fix() {
-    let dir = std::env::temp_dir().join(format!("tagllm-badmodel-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("badmodel");
     let truncated = dir.join("truncated.gguf");
     let bytes = std::fs::read(common::model_path()).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
@@ -174,7 +173,6 @@ fn a_bad_model_file_is_refused_with_a_fix() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("the file is 1.1 GB") && err.contains("at most 1.1 GB"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A minimal CSV line splitter for the tool's own output (quotes, doubled quotes).

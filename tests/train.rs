@@ -13,11 +13,8 @@ fn qed_examples(n: usize) -> Vec<tagllm::train::Example> {
     ex
 }
 
-fn out_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("tagllm-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn out_dir(name: &str) -> common::Scratch {
+    common::Scratch::new(&format!("train-{name}"))
 }
 
 #[test]
@@ -38,7 +35,8 @@ fn function_tag_training_lowers_the_loss_and_keeps_domain_tags_frozen() {
         readout: Readout::LastAndInputMeans,
     };
     let opts = TrainOptions { steps: 12, batch: 4, lr: 1e-2, eval_every: 6, ..Default::default() };
-    let out = out_dir("function").join("QED.safetensors");
+    let scratch = out_dir("function");
+    let out = scratch.join("QED.safetensors");
     let mut losses = Vec::new();
     let mut valid = Vec::new();
     let mut init = Vec::new();
@@ -91,7 +89,8 @@ fn domain_tag_training_lowers_the_loss() {
     let corpus: Vec<String> = ["CC(=O)Oc1ccccc1C(=O)O", "CCN(CC)CC", "c1ccccc1O", "CCOC(=O)C"].iter().map(|s| s.to_string()).collect();
     // One batch holding the whole corpus: every step sees the same sequences.
     let opts = TrainOptions { steps: 8, batch: 4, lr: 3e-2, warmup: 0.0, ..Default::default() };
-    let out = out_dir("domain").join("SMILES.safetensors");
+    let scratch = out_dir("domain");
+    let out = scratch.join("SMILES.safetensors");
     let mut losses = Vec::new();
     let (tag, _, _) = train_domain_tag(model, "SMILES", tagllm::tags::InputType::Smiles, &corpus, &opts, &out, |r| losses.push(r.loss)).unwrap();
     assert!(losses[7] < losses[0] - 0.05, "losses {losses:?}");

@@ -53,11 +53,34 @@ pub fn test_library() -> TagLibrary {
     lib
 }
 
-/// Writes the test tags into a fresh folder and returns it.
-pub fn test_tag_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tagllm-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// A fresh folder under the system's temporary folder, removed when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("tagllm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes the test tags into a fresh folder (removed when the result is dropped).
+pub fn test_tag_dir(name: &str) -> Scratch {
+    let dir = Scratch::new(&format!("test-{name}"));
     for t in test_tags() {
         t.save(&dir.join(format!("{}.safetensors", t.meta.name))).unwrap();
     }

@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/setup.sh --web
 export PATH="$PWD/node_modules/.bin:$PATH"
+# The browsers' profiles (~200 MB each, some reused across a test's restarts) and every other
+# temporary file of the run go to one folder, removed at the end however the run ends.
+TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/tagllm-e2e.XXXXXX"); export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 
 echo "== e2e: native CLI and test tags"
 # The features and targets of scripts/test.sh's native tests (dev-dependencies included), so that
