@@ -211,20 +211,18 @@ pub async fn gpu_prefill(model: &Model, gpu: &mut GpuLlama, n: usize, reps: usiz
 }
 
 /// Decoding on the GPU: `n` single-token passes on the KV cache after a 16-token prompt, each
-/// token picked greedily from the logits of the read-back state (the output head on the CPU, as
+/// token picked greedily from the pass's read-back logits (the output head on the GPU, as
 /// `GpuLlama::generate` does). Tokens/s, timed from the first token's pass.
 #[cfg(feature = "gpu")]
 pub async fn gpu_decode(model: &Model, gpu: &mut GpuLlama, n: usize, now: &dyn Fn() -> f64) -> Result<f64> {
     let ids = tokens(model, 16)?;
-    let d = model.llama.config.hidden;
     let x = model.llama.embed(&[Segment::Tokens(ids.clone())])?.flatten_all()?.to_vec1::<f32>()?;
-    let mut state = gpu.forward(&x).await?;
+    let mut logits = gpu.logits_at(&x, 0).await?;
     let t = now();
     for step in 0..n {
-        let last = Tensor::from_slice(&state[state.len() - d..], d, &Device::Cpu)?;
-        let next = model.llama.logits(&last)?.argmax(0)?.to_dtype(DType::U32)?.to_scalar::<u32>()?;
+        let next = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0) as u32;
         let x = model.llama.embed_tokens(&[next])?.flatten_all()?.to_vec1::<f32>()?;
-        state = gpu.forward_at(&x, ids.len() + step).await?;
+        logits = gpu.logits_at(&x, ids.len() + step).await?;
     }
     Ok(n as f64 * 1000.0 / (now() - t))
 }

@@ -63,6 +63,19 @@ kernel_test!(attention_matches_cpu, attention);
 kernel_test!(silu_mul_matches_cpu, silu_mul);
 kernel_test!(add_matches_cpu, add);
 
+/// Where the shared device adds the matrix–vector kernels' partial sums by subgroup shuffles, the
+/// WebGPU core's variant (workgroup memory, as in browsers) on this adapter too.
+#[test]
+fn matvec_without_subgroups_matches_cpu() {
+    let Some(shared) = gpu() else { return };
+    if !shared.subgroups {
+        return; // the shared device runs the core variant in matmul_*_matches_cpu
+    }
+    let plain = block_on(Gpu::with_features(false)).unwrap();
+    assert!(!plain.subgroups && !plain.describe().contains("subgroups"));
+    block_on(gpu_kernels::matvec(&plain));
+}
+
 /// The whole model on a real QED prompt (SMILES domain tag and QED function tag spliced in),
 /// against the CPU path with f32 weights; then a plain-text prompt whose next token is known.
 #[test]
@@ -108,6 +121,11 @@ fn whole_model_matches_cpu_forward() {
     let logits: Vec<f32> = model.llama.logits(&hidden.i(4).unwrap()).unwrap().to_vec1().unwrap();
     let best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap();
     assert_eq!(model.tokenizer.token_text(best as u32), " Paris", "logit {}", logits[best]);
+    // The output head on the GPU (on the pass's last row, as generation reads it) against the
+    // CPU's head on those states: the same f32 products, summed in another order.
+    let x = model.llama.embed(&prompt).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let gpu_logits = block_on(gpu_llama.logits_at(&x, 0)).unwrap();
+    check("logits of the last position, output head on the GPU", &gpu_logits, &logits, 1e-4);
 
     // Generation: the prompt in one pass, then a pass per token on the KV cache; greedy, so the
     // same tokens and the same streamed text as the CPU's.

@@ -136,7 +136,7 @@ def webgpu_section(w):
     shown = {mol: f"QED prompt, SMILES (molecules/s): WebGPU on the first {g.get('molecules')}, the others on "
                   f"all {r['molecules']}"} if g.get("molecules") != r["molecules"] else {}
     if g.get("decode_tokens"):
-        shown["decode (tokens/s)"] = f"decode (tokens/s): WebGPU {g['decode_tokens']} greedy tokens, the output head on the CPU"
+        shown["decode (tokens/s)"] = f"decode (tokens/s): WebGPU {g['decode_tokens']} greedy tokens, the output head on the GPU"
     gpu_costs = {
         "model load, cold: network, fresh profile (ms)": (run.get("load_cold") or {}).get("ms"),
         "model load, warm: from the browser's storage (ms)": (run.get("load_warm") or {}).get("ms"),

@@ -614,13 +614,20 @@ async fn predict_on_gpu(predictor: &Predictor<'_>, batch: &[Vec<String>]) -> Opt
             Some(values)
         }
         Err(e) => {
-            let backend = format!("{CPU_BACKEND} — WebGPU failed during a run ({e}); the CPU took over");
-            web_sys::console::warn_1(&backend.clone().into());
-            STATE.with(|s| s.borrow_mut().backend = backend.clone());
-            send(&FromWorker::Backend { backend });
+            give_up_gpu(&e);
             None
         }
     }
+}
+
+/// After a GPU failure during a run: the CPU backend from now on, and the page told why (the GPU
+/// itself was already taken out of the state by the run that failed).
+#[cfg(feature = "gpu")]
+fn give_up_gpu(e: &crate::error::Error) {
+    let backend = format!("{CPU_BACKEND} — WebGPU failed during a run ({e}); the CPU took over");
+    web_sys::console::warn_1(&backend.clone().into());
+    STATE.with(|s| s.borrow_mut().backend = backend.clone());
+    send(&FromWorker::Backend { backend });
 }
 
 #[cfg(not(feature = "gpu"))]
@@ -771,10 +778,7 @@ async fn generate_on_gpu(
             Some(Ok(tokens))
         }
         Err(e) => {
-            let backend = format!("{CPU_BACKEND} — WebGPU failed during a run ({e}); the CPU took over");
-            web_sys::console::warn_1(&backend.clone().into());
-            STATE.with(|s| s.borrow_mut().backend = backend.clone());
-            send(&FromWorker::Backend { backend });
+            give_up_gpu(&e);
             (pieces > 0).then_some(Err(e))
         }
     }

@@ -78,6 +78,9 @@ impl Kernel {
 pub struct Kernels {
     pub matmul_q4_1: Kernel,
     pub matmul_q8_0: Kernel,
+    /// One row of x (decoding): [`shape::matmul_at`] picks these for `m = 1`.
+    pub matvec_q4_1: Kernel,
+    pub matvec_q8_0: Kernel,
     pub rmsnorm: Kernel,
     pub rope: Kernel,
     pub attention: Kernel,
@@ -89,15 +92,34 @@ pub struct Kernels {
 /// workgroup size).
 const MATMUL_ROWS: usize = 8;
 const MATMUL_COLS: usize = 64;
+/// Output columns per matrix–vector workgroup (8 invocations each).
+const MATVEC_COLS: usize = 8;
 /// The attention kernel's head size (one invocation per dimension).
 pub const ATTENTION_HEAD_DIM: usize = 64;
 const MAX_GROUPS: usize = 65_535;
 
+/// The matrix products' parameters and bindings, part of each product pipeline's source.
+const PRODUCT: &str = include_str!("shaders/product.wgsl");
+
 impl Kernels {
-    pub fn new(device: &wgpu::Device) -> Self {
+    /// Compiles every kernel; `subgroups`: the device has subgroup operations, at least 8
+    /// invocations a subgroup (the matrix–vector kernels then add their partial sums by shuffles).
+    pub fn new(device: &wgpu::Device, subgroups: bool) -> Self {
+        let matvec = |name: &str, format: &str| {
+            let source = if subgroups {
+                // No `enable subgroups;`: naga (native wgpu, the only one offering them) takes the
+                // builtins with the device feature and refuses the directive.
+                [format, include_str!("shaders/column_sum_subgroup.wgsl"), PRODUCT, include_str!("shaders/matvec.wgsl")].concat()
+            } else {
+                [format, include_str!("shaders/column_sum.wgsl"), PRODUCT, include_str!("shaders/matvec.wgsl")].concat()
+            };
+            Kernel::new(device, name, &source)
+        };
         Self {
-            matmul_q4_1: Kernel::new(device, "matmul_q4_1", concat!(include_str!("shaders/matmul_q4_1.wgsl"), include_str!("shaders/matmul.wgsl"))),
-            matmul_q8_0: Kernel::new(device, "matmul_q8_0", concat!(include_str!("shaders/matmul_q8_0.wgsl"), include_str!("shaders/matmul.wgsl"))),
+            matmul_q4_1: Kernel::new(device, "matmul_q4_1", &[include_str!("shaders/matmul_q4_1.wgsl"), PRODUCT, include_str!("shaders/matmul.wgsl")].concat()),
+            matmul_q8_0: Kernel::new(device, "matmul_q8_0", &[include_str!("shaders/matmul_q8_0.wgsl"), PRODUCT, include_str!("shaders/matmul.wgsl")].concat()),
+            matvec_q4_1: matvec("matvec_q4_1", include_str!("shaders/matvec_q4_1.wgsl")),
+            matvec_q8_0: matvec("matvec_q8_0", include_str!("shaders/matvec_q8_0.wgsl")),
             rmsnorm: Kernel::new(device, "rmsnorm", include_str!("shaders/rmsnorm.wgsl")),
             rope: Kernel::new(device, "rope", include_str!("shaders/rope.wgsl")),
             attention: Kernel::new(device, "attention", include_str!("shaders/attention.wgsl")),
@@ -106,11 +128,19 @@ impl Kernels {
         }
     }
 
-    pub fn matmul(&self, quant: Quant) -> &Kernel {
-        match quant {
-            Quant::Q4_1 => &self.matmul_q4_1,
-            Quant::Q8_0 => &self.matmul_q8_0,
-        }
+    /// The product kernel for `quant` weights and `m` rows of x (the matrix–vector one for one).
+    pub fn matmul(&self, quant: Quant, m: usize) -> &Kernel {
+        matmul_kernel(quant, m)(self)
+    }
+}
+
+/// [`Kernels::matmul`] as a selector (what a recorded pass stores).
+pub fn matmul_kernel(quant: Quant, m: usize) -> fn(&Kernels) -> &Kernel {
+    match (quant, m == 1) {
+        (Quant::Q4_1, false) => |k| &k.matmul_q4_1,
+        (Quant::Q8_0, false) => |k| &k.matmul_q8_0,
+        (Quant::Q4_1, true) => |k| &k.matvec_q4_1,
+        (Quant::Q8_0, true) => |k| &k.matvec_q8_0,
     }
 }
 
@@ -123,15 +153,27 @@ pub mod shape {
 
     /// `y[m, n] = x[m, k] · Wᵀ`.
     pub fn matmul(m: usize, n: usize, k: usize) -> (Params, (u32, u32, u32)) {
-        ([m as u32, n as u32, k as u32, 0, 0, 0, 0, 0], (n.div_ceil(MATMUL_COLS) as u32, m.div_ceil(MATMUL_ROWS) as u32, 1))
+        matmul_at(m, n, k, 0, 0)
+    }
+    /// [`matmul`] with row r of the product from row `x_row0 + r` of x, into row `y_row0 + r` of y.
+    /// The workgroups are those of the kernel [`matmul_kernel`] picks for `m`.
+    pub fn matmul_at(m: usize, n: usize, k: usize, x_row0: usize, y_row0: usize) -> (Params, (u32, u32, u32)) {
+        let p = [m as u32, n as u32, k as u32, y_row0 as u32, x_row0 as u32, 0, 0, 0];
+        if m == 1 {
+            let groups = n.div_ceil(MATVEC_COLS);
+            let x = groups.min(MAX_GROUPS);
+            return (p, (x as u32, groups.div_ceil(x.max(1)) as u32, 1));
+        }
+        (p, (n.div_ceil(MATMUL_COLS) as u32, m.div_ceil(MATMUL_ROWS) as u32, 1))
     }
     pub fn rmsnorm(rows: usize, d: usize, eps: f32) -> (Params, (u32, u32, u32)) {
         ([rows as u32, d as u32, eps.to_bits(), 0, 0, 0, 0, 0], (rows as u32, 1, 1))
     }
-    /// `tokens` rows: sequences of `seq` rows each, row t of a sequence at position `pos0 + t`.
-    pub fn rope(tokens: usize, heads: usize, head_dim: usize, pos0: usize, seq: usize) -> (Params, (u32, u32, u32)) {
+    /// `tokens` rows from row `row0` of x: sequences of `seq` rows each, row t of a sequence at
+    /// position `pos0 + t`.
+    pub fn rope(tokens: usize, heads: usize, head_dim: usize, pos0: usize, seq: usize, row0: usize) -> (Params, (u32, u32, u32)) {
         let n = tokens * heads * head_dim / 2;
-        ([tokens as u32, heads as u32, head_dim as u32, pos0 as u32, seq.max(1) as u32, 0, 0, 0], (n.div_ceil(64) as u32, 1, 1))
+        ([tokens as u32, heads as u32, head_dim as u32, pos0 as u32, seq.max(1) as u32, row0 as u32, 0, 0], (n.div_ceil(64) as u32, 1, 1))
     }
     /// `tokens` query rows (sequences of `seq` rows each) after `past` cached positions shared by
     /// every sequence; k and v hold those `past` rows, then each sequence's `seq` rows in order.
@@ -200,7 +242,7 @@ impl Gpu {
         check_matmul(quant, w, n, k)?;
         check_len("x", x.len(), m * k)?;
         let (p, wg) = shape::matmul(m, n, k);
-        self.run_once(self.kernels.matmul(quant), p, wg, &[w, bytemuck::cast_slice(x)], m * n, false).await
+        self.run_once(self.kernels.matmul(quant, m), p, wg, &[w, bytemuck::cast_slice(x)], m * n, false).await
     }
 
     /// RMSNorm of each row of `x` (`[rows, weight.len()]`).
@@ -222,7 +264,7 @@ impl Gpu {
         if (pos0 + tokens) * head_dim / 2 > cos.len().min(sin.len()) {
             return Err(Error::Gpu("rope tables are shorter than the positions".into()));
         }
-        let (p, wg) = shape::rope(tokens, heads, head_dim, pos0, tokens);
+        let (p, wg) = shape::rope(tokens, heads, head_dim, pos0, tokens, 0);
         let inputs: &[&[u8]] = &[bytemuck::cast_slice(x), bytemuck::cast_slice(cos), bytemuck::cast_slice(sin)];
         self.run_once(&self.kernels.rope, p, wg, inputs, x.len(), true).await
     }

@@ -5,21 +5,25 @@
 //! - **Weights** are uploaded once, as the file's raw GGUF blocks (Q4_1 or Q8_0) in u32 words;
 //!   the matmul kernels dequantise them as they read them. Norm weights and the RoPE tables
 //!   (the CPU path's own) are f32.
-//! - **Activations** live in a [`Workspace`] per (cached positions, sequence length): every
+//! - **Activations** live in a [`Workspace`] per pass shape (rows, rows per sequence): every
 //!   buffer, parameter uniform and bind group of the pass is created the first time that shape
-//!   is seen and reused.
+//!   is seen and reused. The few uniforms that depend on where the pass starts (positions for
+//!   RoPE and attention, the cache rows written) are rewritten before a pass that starts
+//!   elsewhere, so decoding token after token reuses one workspace.
 //! - **KV cache**: each layer's keys and values for every position run so far, in two buffers
 //!   per layer that grow (by copying) when a pass needs more rows. A pass at `past` cached
 //!   positions writes its own keys and values into rows `past…` (the projections write straight
-//!   into those rows, bound as buffer ranges) and attends over rows `0…past + n`: a prompt prefix
-//!   shared by many inputs runs once, then each input's suffix runs after it.
+//!   into those rows) and attends over rows `0…past + n`: a prompt prefix shared by many inputs
+//!   runs once, then each input's suffix runs after it.
 //! - **One encoder, one submit**: the embeddings are written to the residual buffer, then all
 //!   dispatches of the 30 layers and the final norm are recorded into one compute pass, followed
 //!   by the copy to the read-back buffer.
+//! - **Logits** (generation): the output head (the tied Q8_0 token embedding) runs on the pass's
+//!   last row in the same pass, and only the vocabulary's logits are read back.
 
 use std::collections::HashMap;
 
-use super::kernels::{shape, Kernel, Params, Quant, ATTENTION_HEAD_DIM};
+use super::kernels::{matmul_kernel, shape, Kernel, Params, Quant, ATTENTION_HEAD_DIM};
 use super::Gpu;
 use crate::error::{Error, Result};
 use crate::model::gguf::{Config, GgufFile};
@@ -58,12 +62,30 @@ struct Step {
     wg: (u32, u32, u32),
 }
 
-/// Buffers and bind groups for passes of one shape (cached positions, rows, rows per sequence).
+/// Buffers and bind groups for passes of one shape (rows, rows per sequence).
 struct Workspace {
     h: wgpu::Buffer,
     staging: wgpu::Buffer,
     out: wgpu::Buffer,
     steps: Vec<Step>,
+    /// The output head on the last row, made the first time a pass of this shape asks for logits.
+    logits: Option<Logits>,
+    /// The uniforms that depend on the cached positions a pass starts after, with their words
+    /// for a given `past`.
+    at_past: Vec<AtPast>,
+    /// The `past` those uniforms now hold.
+    past: Option<usize>,
+}
+
+/// A uniform whose words depend on where a pass starts, and its words for a pass after `past`
+/// cached positions.
+type AtPast = (wgpu::Buffer, Box<dyn Fn(usize) -> Params>);
+
+/// The logits of a pass's last row: the head's dispatch, its output and read-back buffers.
+struct Logits {
+    step: Step,
+    out: wgpu::Buffer,
+    staging: wgpu::Buffer,
 }
 
 /// Workspaces kept at once (each distinct shape has one).
@@ -82,9 +104,11 @@ pub struct GpuLlama {
     gpu: Gpu,
     layers: Vec<Layer>,
     norm: wgpu::Buffer,
+    /// The output head `[vocab, d]` (the token embedding where, as in SmolLM2, it is tied).
+    head: QMatrix,
     cos: wgpu::Buffer,
     sin: wgpu::Buffer,
-    workspaces: HashMap<(usize, usize, usize), Workspace>,
+    workspaces: HashMap<(usize, usize), Workspace>,
     cache: KvCache,
     /// Positions whose keys and values the cache holds.
     cached: usize,
@@ -179,18 +203,16 @@ impl GpuLlama {
             layers.push(layer);
         }
         let norm = vector("output_norm.weight")?;
+        let head_name = if file.content.tensor_infos.contains_key("output.weight") { "output.weight" } else { "token_embd.weight" };
+        let head = matrix(head_name)?;
+        if head.k != config.hidden {
+            return Err(Error::model(format!("the output head `{head_name}` is [{}, {}], not [vocabulary, {}]", head.n, head.k, config.hidden)));
+        }
         let (cos, sin) = rope_tables(&config, &Device::Cpu)?;
         let cos = gpu.upload_f32("rope cos", &cos.flatten_all()?.to_vec1::<f32>()?);
         let sin = gpu.upload_f32("rope sin", &sin.flatten_all()?.to_vec1::<f32>()?);
-        // A pass writes its keys and values from row `past` on: each row must start at an
-        // offset the device can bind.
-        let row_bytes = (config.n_kv_head * config.head_dim * 4) as u64;
-        let align = gpu.device.limits().min_storage_buffer_offset_alignment as u64;
-        if !row_bytes.is_multiple_of(align) {
-            return Err(Error::Gpu(format!("KV cache rows of {row_bytes} bytes are not aligned to the device's {align}")));
-        }
         let cache = KvCache { k: vec![], v: vec![], capacity: 0 };
-        Ok(Self { config, gpu, layers, norm, cos, sin, workspaces: HashMap::new(), cache, cached: 0, epoch: 0 })
+        Ok(Self { config, gpu, layers, norm, head, cos, sin, workspaces: HashMap::new(), cache, cached: 0, epoch: 0 })
     }
 
     /// Changes whenever a pass starts again from position 0 (see [`Self::forward_at`]).
@@ -237,7 +259,7 @@ impl GpuLlama {
             let y = gpu.storage("bench y", m * w.n);
             let (p, wg) = shape::matmul(m, w.n, w.k);
             let params = gpu.params(p);
-            let kernel = gpu.kernels.matmul(w.quant);
+            let kernel = gpu.kernels.matmul(w.quant, m);
             let group = kernel.bind(&gpu.device, &[&params, &w.buffer, &x, &y]);
             let mut ms = 0.0;
             for (round, count) in [(0, 1), (1, reps.max(1))] {
@@ -282,6 +304,20 @@ impl GpuLlama {
     /// ones. With more than one sequence the cache keeps only the `past` shared positions.
     pub async fn forward_batch_at(&mut self, xs: &[&[f32]], past: usize) -> Result<Vec<Vec<f32>>> {
         let d = self.config.hidden;
+        let (out, seq) = self.pass(xs, past, false).await?;
+        Ok(xs.iter().enumerate().map(|(b, x)| out[b * seq * d..][..x.len()].to_vec()).collect())
+    }
+
+    /// The logits `[vocab]` of the last of embeddings `x` at positions `past…past + n - 1` (a
+    /// pass like [`Self::forward_at`]'s, whose final-norm states stay on the GPU).
+    pub async fn logits_at(&mut self, x: &[f32], past: usize) -> Result<Vec<f32>> {
+        Ok(self.pass(&[x], past, true).await?.0)
+    }
+
+    /// One pass of [`Self::forward_batch_at`]: the final-norm states of all `b · seq` rows, or
+    /// with `logits` (one sequence) the last row's logits; and `seq`.
+    async fn pass(&mut self, xs: &[&[f32]], past: usize, logits: bool) -> Result<(Vec<f32>, usize)> {
+        let d = self.config.hidden;
         let mut lens = Vec::with_capacity(xs.len());
         for x in xs {
             let n = x.len() / d;
@@ -292,6 +328,9 @@ impl GpuLlama {
         }
         let seq = lens.iter().copied().max().ok_or_else(|| Error::Usage("no sequences to run".into()))?;
         let rows = seq * xs.len();
+        if logits && xs.len() != 1 {
+            return Err(Error::Usage("logits are read for one sequence at a time".into()));
+        }
         if past + seq > self.config.context_length {
             return Err(Error::Usage(format!(
                 "input of {} positions exceeds the model's context of {}",
@@ -303,13 +342,17 @@ impl GpuLlama {
             return Err(Error::Usage(format!("a pass after {past} positions, but the cache holds {}", self.cached)));
         }
         self.reserve(past + rows, past);
-        let key = (past, rows, seq);
+        let key = (rows, seq);
         if !self.workspaces.contains_key(&key) {
             if self.workspaces.len() >= MAX_WORKSPACES {
                 self.workspaces.clear();
             }
-            let ws = self.workspace(past, rows, seq);
+            let ws = self.workspace(rows, seq);
             self.workspaces.insert(key, ws);
+        }
+        if logits && self.workspaces[&key].logits.is_none() {
+            let head = self.logits(&self.workspaces[&key].out, rows);
+            self.workspaces.get_mut(&key).expect("made above").logits = Some(head);
         }
         if past == 0 {
             self.epoch = next_epoch();
@@ -320,26 +363,45 @@ impl GpuLlama {
         for (b, x) in xs.iter().enumerate() {
             input[b * seq * d..][..x.len()].copy_from_slice(x);
         }
-        let ws = &self.workspaces[&key];
         let gpu = &self.gpu;
+        let ws = self.workspaces.get_mut(&key).expect("the workspace was made above");
+        if ws.past != Some(past) {
+            for (buffer, words) in &ws.at_past {
+                gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&words(past)));
+            }
+            ws.past = Some(past);
+        }
         gpu.queue.write_buffer(&ws.h, 0, bytemuck::cast_slice(&input));
+        let head = if logits { ws.logits.as_ref() } else { None };
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
-            for step in &ws.steps {
+            for step in ws.steps.iter().chain(head.map(|h| &h.step)) {
                 (step.kernel)(&gpu.kernels).dispatch(&mut pass, &step.group, step.wg);
             }
         }
-        enc.copy_buffer_to_buffer(&ws.out, 0, &ws.staging, 0, (rows * d * 4) as u64);
+        let (result, staging, len) = match head {
+            Some(h) => (&h.out, &h.staging, self.head.n),
+            None => (&ws.out, &ws.staging, rows * d),
+        };
+        enc.copy_buffer_to_buffer(result, 0, staging, 0, (len * 4) as u64);
         gpu.queue.submit([enc.finish()]);
-        let out = gpu.read_staging(&ws.staging, rows * d).await?;
-        Ok(lens.iter().enumerate().map(|(b, &n)| out[b * seq * d..][..n * d].to_vec()).collect())
+        Ok((gpu.read_staging(staging, len).await?, seq))
+    }
+
+    /// The output head on the last of `rows` final-norm rows in `out`.
+    fn logits(&self, out: &wgpu::Buffer, rows: usize) -> Logits {
+        let (gpu, head) = (&self.gpu, &self.head);
+        let logits = gpu.storage("logits", head.n);
+        let (p, wg) = shape::matmul_at(1, head.n, head.k, rows - 1, 0);
+        let kernel = matmul_kernel(head.quant, 1);
+        let group = bind(gpu, kernel, &gpu.params(p), &[&head.buffer, out, &logits]);
+        Logits { step: Step { kernel, group, wg }, staging: gpu.staging(head.n), out: logits }
     }
 
     /// Generates like [`Model::generate`], with the forward passes here: the prompt in one pass,
-    /// then one pass per token continuing the KV cache. The logits come from the read-back
-    /// final-norm state of the last position, through `model`'s output head on the CPU (one
-    /// `[d] × [d, vocab]` product a token); `model` also embeds the tokens and splices the tags.
+    /// then one pass per token continuing the KV cache, each reading back its last position's
+    /// logits ([`Self::logits_at`]); `model` embeds the tokens, splices the tags and samples.
     pub async fn generate(
         &mut self,
         model: &Model,
@@ -348,15 +410,13 @@ impl GpuLlama {
         sampling: Sampling,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<Vec<u32>> {
-        let d = self.config.hidden;
-        let logits = |state: &[f32]| model.llama.logits(&Tensor::from_slice(&state[state.len() - d..], d, &Device::Cpu)?);
         let x = model.llama.embed(segments)?;
         let n = x.dim(0)?;
-        let mut state = self.forward_at(&x.flatten_all()?.to_vec1::<f32>()?, 0).await?;
+        let mut logits = self.logits_at(&x.flatten_all()?.to_vec1::<f32>()?, 0).await?;
         let mut generation = Generation::new(model, n, max_tokens, sampling);
-        while let Some(next) = generation.next(&logits(&state)?, &mut on_text)? {
+        while let Some(next) = generation.next(&Tensor::from_vec(logits, self.head.n, &Device::Cpu)?, &mut on_text)? {
             let x = model.llama.embed_tokens(&[next])?.flatten_all()?.to_vec1::<f32>()?;
-            state = self.forward_at(&x, generation.positions - 1).await?;
+            logits = self.logits_at(&x, generation.positions - 1).await?;
         }
         Ok(generation.tokens)
     }
@@ -377,9 +437,9 @@ impl GpuLlama {
         Ok(Tensor::from_vec(out, (n, d), &Device::Cpu)?)
     }
 
-    /// Allocates the buffers of an `n`-row pass (sequences of `seq` rows) after `past` cached
-    /// positions and records its dispatches' bind groups.
-    fn workspace(&self, past: usize, n: usize, seq: usize) -> Workspace {
+    /// Allocates the buffers of an `n`-row pass (sequences of `seq` rows) and records its
+    /// dispatches' bind groups; where the pass starts is set before each pass (`at_past`).
+    fn workspace(&self, n: usize, seq: usize) -> Workspace {
         let c = &self.config;
         let gpu = &self.gpu;
         let (d, f) = (c.hidden, c.ffn);
@@ -395,47 +455,71 @@ impl GpuLlama {
         let out = gpu.storage("out", n * d);
         let staging = gpu.staging(n * d);
 
-        let mut uniforms: HashMap<Params, wgpu::Buffer> = HashMap::new();
-        let mut steps = Vec::new();
-        let mut step_ranges = |kernel: fn(&super::Kernels) -> &Kernel, (p, wg): (Params, (u32, u32, u32)), bufs: &[wgpu::BufferBinding]| {
-            let params = uniforms.entry(p).or_insert_with(|| gpu.params(p));
-            let mut all = vec![params.as_entire_buffer_binding()];
-            all.extend_from_slice(bufs);
-            let group = kernel(&gpu.kernels).bind_ranges(&gpu.device, &all);
-            steps.push(Step { kernel, group, wg });
-        };
-        // This pass's rows of a layer's key or value cache, and the rows it attends over.
-        let new_rows = |b| rows(b, past, n, kvd);
-        let all_rows = |b| rows(b, 0, past + n, kvd);
+        // The uniforms that depend on `past` (shared by every layer): each kernel's words for a
+        // pass after `past` cached positions; the workgroup counts do not depend on it.
+        let (heads, kv_heads, hd) = (c.n_head, c.n_kv_head, c.head_dim);
+        // Every layer's k and v matrices are [kvd, d] (checked on upload).
+        let at_past: Vec<AtPast> = vec![
+            (gpu.params(shape::rope(n, heads, hd, 0, seq, 0).0), Box::new(move |past| shape::rope(n, heads, hd, past, seq, 0).0)),
+            (gpu.params(shape::matmul_at(n, kvd, d, 0, 0).0), Box::new(move |past| shape::matmul_at(n, kvd, d, 0, past).0)),
+            (gpu.params(shape::rope(n, kv_heads, hd, 0, seq, 0).0), Box::new(move |past| shape::rope(n, kv_heads, hd, past, seq, past).0)),
+            (gpu.params(shape::attention(n, heads, kv_heads, 0, seq).0), Box::new(move |past| shape::attention(n, heads, kv_heads, past, seq).0)),
+        ];
+        let [rope_q, kv_matmul, rope_k, attention] = [0, 1, 2, 3].map(|i| &at_past[i].0);
+
+        let mut r = Recorder { gpu, uniforms: HashMap::new(), steps: Vec::new() };
         let eps = c.rms_eps as f32;
         for (i, l) in self.layers.iter().enumerate() {
             let (kc, vc) = (&self.cache.k[i], &self.cache.v[i]);
-            let mut step = |kernel, shape, bufs: &[&wgpu::Buffer]| step_ranges(kernel, shape, &whole(bufs));
-            step(|k| &k.rmsnorm, shape::rmsnorm(n, d, eps), &[&h, &l.attn_norm, &xn]);
-            step(matmul_kernel(l.wq.quant), shape::matmul(n, l.wq.n, l.wq.k), &[&l.wq.buffer, &xn, &q]);
-            step(|k| &k.rope, shape::rope(n, c.n_head, c.head_dim, past, seq), &[&q, &self.cos, &self.sin]);
+            r.step(|k| &k.rmsnorm, shape::rmsnorm(n, d, eps), &[&h, &l.attn_norm, &xn]);
+            r.step(matmul_kernel(l.wq.quant, n), shape::matmul(n, l.wq.n, l.wq.k), &[&l.wq.buffer, &xn, &q]);
+            r.step_with(|k| &k.rope, rope_q, shape::rope(n, heads, hd, 0, seq, 0).1, &[&q, &self.cos, &self.sin]);
             for (w, cache) in [(&l.wk, kc), (&l.wv, vc)] {
-                let mut b = whole(&[&w.buffer, &xn]);
-                b.push(new_rows(cache));
-                step_ranges(matmul_kernel(w.quant), shape::matmul(n, w.n, w.k), &b);
+                r.step_with(matmul_kernel(w.quant, n), kv_matmul, shape::matmul(n, w.n, w.k).1, &[&w.buffer, &xn, cache]);
             }
-            let b = [new_rows(kc), self.cos.as_entire_buffer_binding(), self.sin.as_entire_buffer_binding()];
-            step_ranges(|k| &k.rope, shape::rope(n, c.n_kv_head, c.head_dim, past, seq), &b);
-            let b = [q.as_entire_buffer_binding(), all_rows(kc), all_rows(vc), att.as_entire_buffer_binding()];
-            step_ranges(|k| &k.attention, shape::attention(n, c.n_head, c.n_kv_head, past, seq), &b);
-            let mut step = |kernel, shape, bufs: &[&wgpu::Buffer]| step_ranges(kernel, shape, &whole(bufs));
-            step(matmul_kernel(l.wo.quant), shape::matmul(n, l.wo.n, l.wo.k), &[&l.wo.buffer, &att, &o]);
-            step(|k| &k.add, shape::elementwise(n * d), &[&h, &o]);
-            step(|k| &k.rmsnorm, shape::rmsnorm(n, d, eps), &[&h, &l.ffn_norm, &xn]);
-            step(matmul_kernel(l.w_gate.quant), shape::matmul(n, f, d), &[&l.w_gate.buffer, &xn, &gate]);
-            step(matmul_kernel(l.w_up.quant), shape::matmul(n, f, d), &[&l.w_up.buffer, &xn, &up]);
-            step(|k| &k.silu_mul, shape::elementwise(n * f), &[&gate, &up, &act]);
-            step(matmul_kernel(l.w_down.quant), shape::matmul(n, d, f), &[&l.w_down.buffer, &act, &o]);
-            step(|k| &k.add, shape::elementwise(n * d), &[&h, &o]);
+            r.step_with(|k| &k.rope, rope_k, shape::rope(n, kv_heads, hd, 0, seq, 0).1, &[kc, &self.cos, &self.sin]);
+            r.step_with(|k| &k.attention, attention, shape::attention(n, heads, kv_heads, 0, seq).1, &[&q, kc, vc, &att]);
+            r.step(matmul_kernel(l.wo.quant, n), shape::matmul(n, l.wo.n, l.wo.k), &[&l.wo.buffer, &att, &o]);
+            r.step(|k| &k.add, shape::elementwise(n * d), &[&h, &o]);
+            r.step(|k| &k.rmsnorm, shape::rmsnorm(n, d, eps), &[&h, &l.ffn_norm, &xn]);
+            r.step(matmul_kernel(l.w_gate.quant, n), shape::matmul(n, f, d), &[&l.w_gate.buffer, &xn, &gate]);
+            r.step(matmul_kernel(l.w_up.quant, n), shape::matmul(n, f, d), &[&l.w_up.buffer, &xn, &up]);
+            r.step(|k| &k.silu_mul, shape::elementwise(n * f), &[&gate, &up, &act]);
+            r.step(matmul_kernel(l.w_down.quant, n), shape::matmul(n, d, f), &[&l.w_down.buffer, &act, &o]);
+            r.step(|k| &k.add, shape::elementwise(n * d), &[&h, &o]);
         }
-        step_ranges(|k| &k.rmsnorm, shape::rmsnorm(n, d, eps), &whole(&[&h, &self.norm, &out]));
-        Workspace { h, staging, out, steps }
+        r.step(|k| &k.rmsnorm, shape::rmsnorm(n, d, eps), &[&h, &self.norm, &out]);
+        Workspace { h, staging, out, steps: r.steps, logits: None, at_past, past: None }
     }
+}
+
+/// Records a pass's dispatches, sharing a uniform among those with the same words.
+struct Recorder<'a> {
+    gpu: &'a Gpu,
+    uniforms: HashMap<Params, wgpu::Buffer>,
+    steps: Vec<Step>,
+}
+
+impl Recorder<'_> {
+    /// `kernel` with its own (shared) uniform of the words `p`.
+    fn step(&mut self, kernel: fn(&super::Kernels) -> &Kernel, (p, wg): (Params, (u32, u32, u32)), bufs: &[&wgpu::Buffer]) {
+        let gpu = self.gpu;
+        let params = self.uniforms.entry(p).or_insert_with(|| gpu.params(p));
+        let group = bind(gpu, kernel, params, bufs);
+        self.steps.push(Step { kernel, group, wg });
+    }
+
+    /// `kernel` with the uniform `params` (one that is rewritten between passes).
+    fn step_with(&mut self, kernel: fn(&super::Kernels) -> &Kernel, params: &wgpu::Buffer, wg: (u32, u32, u32), bufs: &[&wgpu::Buffer]) {
+        let group = bind(self.gpu, kernel, params, bufs);
+        self.steps.push(Step { kernel, group, wg });
+    }
+}
+
+fn bind(gpu: &Gpu, kernel: fn(&super::Kernels) -> &Kernel, params: &wgpu::Buffer, bufs: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+    let mut all = vec![params];
+    all.extend_from_slice(bufs);
+    kernel(&gpu.kernels).bind(&gpu.device, &all)
 }
 
 /// Epochs unique across every [`GpuLlama`] of the process (a prefix remembered for one model
@@ -445,19 +529,4 @@ fn next_epoch() -> u64 {
     EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-fn whole<'a>(bufs: &[&'a wgpu::Buffer]) -> Vec<wgpu::BufferBinding<'a>> {
-    bufs.iter().map(|b| b.as_entire_buffer_binding()).collect()
-}
 
-/// Rows `from…from + count` of a buffer of rows of `width` f32 values.
-fn rows(buffer: &wgpu::Buffer, from: usize, count: usize, width: usize) -> wgpu::BufferBinding<'_> {
-    let row = (width * 4) as u64;
-    wgpu::BufferBinding { buffer, offset: from as u64 * row, size: std::num::NonZeroU64::new(count as u64 * row) }
-}
-
-fn matmul_kernel(quant: Quant) -> fn(&super::Kernels) -> &Kernel {
-    match quant {
-        Quant::Q4_1 => |k| &k.matmul_q4_1,
-        Quant::Q8_0 => |k| &k.matmul_q8_0,
-    }
-}

@@ -92,12 +92,18 @@ async fn matmul_case(gpu: &Gpu, quant: Quant, seed: u64, shapes: &[(usize, usize
 
 pub async fn matmul_q4_1(gpu: &Gpu) {
     // The model's shapes (q/o, k/v, gate/up, down) and ragged ones (m not a multiple of 8,
-    // n not a multiple of 64).
-    matmul_case(gpu, Quant::Q4_1, 1, &[(13, 576, 576), (5, 192, 576), (9, 1536, 576), (17, 576, 1536), (1, 100, 64)], 1e-5).await;
+    // n not a multiple of 64); m = 1 runs the matrix–vector kernel (decoding).
+    matmul_case(gpu, Quant::Q4_1, 1, &[(13, 576, 576), (5, 192, 576), (9, 1536, 576), (17, 576, 1536), (1, 100, 64), (1, 576, 1536)], 1e-5).await;
+}
+
+/// The one-row (matrix–vector) cases of both formats.
+pub async fn matvec(gpu: &Gpu) {
+    matmul_case(gpu, Quant::Q4_1, 3, &[(1, 576, 1536), (1, 1536, 576), (1, 100, 64)], 1e-5).await;
+    matmul_case(gpu, Quant::Q8_0, 4, &[(1, 1000, 576), (1, 100, 64)], 1e-5).await;
 }
 
 pub async fn matmul_q8_0(gpu: &Gpu) {
-    matmul_case(gpu, Quant::Q8_0, 2, &[(13, 576, 576), (3, 1000, 576), (1, 100, 64)], 1e-5).await;
+    matmul_case(gpu, Quant::Q8_0, 2, &[(13, 576, 576), (3, 1000, 576), (1, 100, 64), (1, 1000, 576)], 1e-5).await;
 }
 
 pub async fn rmsnorm(gpu: &Gpu) {

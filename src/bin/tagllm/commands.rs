@@ -555,7 +555,7 @@ fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
         }
     }
     // Decoding: single-token passes with the KV cache after a 16-token prompt, the LM head (tied
-    // Q8_0 embedding) on the CPU.
+    // Q8_0 embedding) in the same pass, the logits read back.
     let decode_tokens = if reps == 1 { 4 } else { 32 };
     let decode_tokens_per_s = block_on(tagllm::bench::gpu_decode(&model, &mut llama, decode_tokens, &now))?;
     let library = load_library(&cli.tags, &model, true)?;
@@ -582,7 +582,7 @@ fn bench_gpu(cli: &Cli, tag: &str, as_json: bool) -> Result<()> {
     for p in &prefill {
         println!("prefill {:>4} tokens: {:>8.1} ms  {:>8.1} tokens/s", p.tokens, p.ms, p.tokens_per_s);
     }
-    println!("decode: {decode_tokens_per_s:.1} tokens/s ({decode_tokens} tokens, greedy; the LM head on the CPU)");
+    println!("decode: {decode_tokens_per_s:.1} tokens/s ({decode_tokens} tokens, greedy; the LM head on the GPU)");
     println!("{tag} over {} molecules: {molecules_per_s:.2} molecules/s (the shared prefix once, 8 inputs per pass)", molecules);
     Ok(())
 }

@@ -1,21 +1,13 @@
 // The tiling shared by the matrix products: y[m, n] = x[m, k] · W[n, k]ᵀ, W in GGUF blocks of 32
 // weights, dequantised from its raw block bytes by the format's `dot_block` (matmul_q4_1.wgsl,
-// matmul_q8_0.wgsl; the pipeline's source is the format's file followed by this one).
+// matmul_q8_0.wgsl; the pipeline's source is the format's file, product.wgsl, then this one).
+//
+// Row r of the product reads row x_row0 + r of x (the LM head reads a pass's last row) and is
+// written to row y_row0 + r of y (a pass's keys and values go to their positions' rows of the KV
+// cache).
 //
 // A workgroup computes 64 output columns (one per invocation) for 8 rows of x: each weight is
 // dequantised once per 8 rows, and the x tile of a block is shared through workgroup memory.
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 // The x tile of one block for 8 rows: xv[e] holds element e of rows 0..3, xv[32 + e] of rows
 // 4..7, so the 8 accumulators are two vec4s (no dynamically indexed private arrays, which a
@@ -35,16 +27,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         var v = vec4<f32>(0.0);
         let c = b * 32u + e_load;
         if (r_load < p.m) {
-            v.x = x[r_load * p.k + c];
+            v.x = x[(p.x_row0 + r_load) * p.k + c];
         }
         if (r_load + 1u < p.m) {
-            v.y = x[(r_load + 1u) * p.k + c];
+            v.y = x[(p.x_row0 + r_load + 1u) * p.k + c];
         }
         if (r_load + 2u < p.m) {
-            v.z = x[(r_load + 2u) * p.k + c];
+            v.z = x[(p.x_row0 + r_load + 2u) * p.k + c];
         }
         if (r_load + 3u < p.m) {
-            v.w = x[(r_load + 3u) * p.k + c];
+            v.w = x[(p.x_row0 + r_load + 3u) * p.k + c];
         }
         xv[li] = v;
         workgroupBarrier();
@@ -56,10 +48,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (col < p.n) {
         for (var r = 0u; r < 4u; r++) {
             if (row0 + r < p.m) {
-                y[(row0 + r) * p.n + col] = acc_a[r];
+                y[(p.y_row0 + row0 + r) * p.n + col] = acc_a[r];
             }
             if (row0 + 4u + r < p.m) {
-                y[(row0 + 4u + r) * p.n + col] = acc_b[r];
+                y[(p.y_row0 + row0 + 4u + r) * p.n + col] = acc_b[r];
             }
         }
     }

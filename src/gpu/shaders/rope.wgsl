@@ -1,7 +1,7 @@
 // Interleaved rotary embedding in place (GGUF stores Q/K permuted for it; candle's rope_i):
 // each pair (x[2i], x[2i+1]) of a head is rotated by the angle of its token's position.
 // x is [tokens, heads, head_dim]: sequences of `seq` rows each (one sequence: seq = tokens), row t
-// of a sequence at position pos0 + t; cos/sin are the CPU path's tables [positions, head_dim/2].
+// of a sequence at position pos0 + t, stored at row row0 + its index in x; cos/sin are the CPU path's tables [positions, head_dim/2].
 
 struct Params {
     tokens: u32,
@@ -9,7 +9,7 @@ struct Params {
     head_dim: u32,
     pos0: u32,
     seq: u32,
-    _pad0: u32,
+    row0: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -31,7 +31,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let pos = p.pos0 + t % p.seq;
     let c = cos_t[pos * half + i];
     let s = sin_t[pos * half + i];
-    let o = (g / half) * p.head_dim + 2u * i;
+    let o = (p.row0 * p.heads + g / half) * p.head_dim + 2u * i;
     let x0 = x[o];
     let x1 = x[o + 1u];
     x[o] = x0 * c - x1 * s;
