@@ -148,6 +148,28 @@ fn whole_model_matches_cpu_forward() {
     assert!(gpu_text.starts_with(" Paris") && gpu_tokens.len() == 6, "{gpu_text:?}");
 }
 
+/// Decoding one position at a time across the KV cache's growth (128 rows, then 256: every
+/// workspace is rebuilt on the new buffers) gives the logits of one pass over all the positions.
+#[test]
+fn decoding_across_cache_growth_matches_one_pass() {
+    let Some(gpu) = new_gpu() else { return };
+    let model = common::model();
+    let file = GgufFile::open(&common::model_path()).unwrap();
+    let mut gpu_llama = GpuLlama::new(gpu, &file).unwrap();
+    let mut ids = model.tokenizer.encode(&"The capital of France is Paris, and its river is the Seine. ".repeat(12)).unwrap();
+    assert!(ids.len() >= 132, "{} tokens", ids.len());
+    ids.truncate(132);
+    let d = model.llama.config.hidden;
+    let x = model.llama.embed_tokens(&ids).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    // 120 positions in one pass (a cache of 128 rows), then one row a pass up to 132.
+    let mut stepped = block_on(gpu_llama.logits_at(&x[..120 * d], 0)).unwrap();
+    for p in 120..132 {
+        stepped = block_on(gpu_llama.logits_at(&x[p * d..(p + 1) * d], p)).unwrap();
+    }
+    let whole = block_on(gpu_llama.logits_at(&x, 0)).unwrap();
+    check("logits at 132 positions, decoded one by one from 120 vs one pass", &stepped, &whole, 1e-4);
+}
+
 /// Predictions through the GPU forward pass against the CPU's (same prompts, read-out and head;
 /// the shared prefix run once, its keys and values kept in the GPU's KV cache): within 1e-4 of
 /// the value's scale; a bad input gets the CPU path's own error. Then the device
