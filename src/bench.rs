@@ -66,8 +66,9 @@ fn time_ms(now: &dyn Fn() -> f64, reps: usize, mut f: impl FnMut() -> Result<()>
 }
 
 /// The model's matrix products at `rows` rows (1 = decoding, 64 = a prefill chunk), as the
-/// model runs them: an f32 matmul, or with [`Weights::Int8`] the integer kernels over Q4_1
-/// weights (random ones, quantised like the file's).
+/// model runs them: an f32 matmul, or with [`Weights::Int8`] the integer kernels and with
+/// [`Weights::Compact`] the panel-by-panel f32 product over Q4_1 weights (random ones, quantised
+/// like the file's).
 pub fn kernels(model: &Model, rows: &[usize], now: &dyn Fn() -> f64) -> Result<Vec<KernelFigure>> {
     let weights = model.llama.weights();
     let int8 = matches!(weights, Weights::Int8 | Weights::Int16);
@@ -86,6 +87,14 @@ pub fn kernels(model: &Model, rows: &[usize], now: &dyn Fn() -> f64) -> Result<V
             let (ms, weight_bytes) = if int8 {
                 let q = candle_core::quantized::QTensor::quantize(&w.t()?.contiguous()?, candle_core::quantized::GgmlDType::Q4_1)?;
                 let lin = Int8Linear::from_qtensor(&q)?.with_wide_inputs(weights == Weights::Int16);
+                let ms = time_ms(now, 5, || {
+                    lin.forward(&a)?;
+                    Ok(())
+                })?;
+                (ms, lin.size_in_bytes() as f64)
+            } else if weights == Weights::Compact {
+                let q = candle_core::quantized::QTensor::quantize(&w.t()?.contiguous()?, candle_core::quantized::GgmlDType::Q4_1)?;
+                let lin = crate::model::compact::CompactLinear::new(std::sync::Arc::new(q))?;
                 let ms = time_ms(now, 5, || {
                     lin.forward(&a)?;
                     Ok(())

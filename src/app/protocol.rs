@@ -79,6 +79,8 @@ impl BackendChoice {
     }
 }
 
+/// How the worker holds the weights: `F32` gives the results of f32 weights (held as the
+/// file's blocks, `Weights::Compact`); `Quantized` runs candle's quantised kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WeightsChoice {
     F32,

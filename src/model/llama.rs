@@ -51,6 +51,7 @@ impl Segment {
 enum Linear {
     Candle(QMatMul),
     Int8(Int8Linear),
+    Compact(super::compact::CompactLinear),
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     Amx(super::amx::AmxLinear),
 }
@@ -61,6 +62,7 @@ impl Linear {
             Linear::Candle(QMatMul::Tensor(w)) if x.rank() > 2 => super::frozen::matmul_rows(x, w),
             Linear::Candle(w) => w.forward(x),
             Linear::Int8(w) => w.forward(x),
+            Linear::Compact(w) => w.forward(x),
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
             Linear::Amx(w) => w.forward(x),
         }
@@ -75,6 +77,7 @@ impl Linear {
         match self {
             Linear::Candle(QMatMul::Tensor(w)) => super::frozen::frozen_linear(x, w),
             Linear::Int8(_) => candle_core::bail!("training needs f32 weights, not int8"),
+            Linear::Compact(_) => candle_core::bail!("training needs f32 weights, not compact"),
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
             Linear::Amx(_) => candle_core::bail!("training needs f32 weights, not amx"),
             Linear::Candle(_) => self.forward(x),
@@ -190,6 +193,10 @@ impl Llama {
                 Weights::Quantized => Linear::Candle(QMatMul::from_arc(t)?),
                 Weights::Int8 | Weights::Int16 => match Int8Linear::from_qtensor(&t) {
                     Ok(w) => Linear::Int8(w.with_wide_inputs(weights == Weights::Int16)),
+                    Err(_) => Linear::Candle(QMatMul::Tensor(t.dequantize(&device)?)),
+                },
+                Weights::Compact => match super::compact::CompactLinear::new(t.clone()) {
+                    Ok(w) => Linear::Compact(w),
                     Err(_) => Linear::Candle(QMatMul::Tensor(t.dequantize(&device)?)),
                 },
                 Weights::Amx => amx_linear(&t.dequantize(&device)?)?,

@@ -273,7 +273,7 @@ impl App {
     }
 
     /// The worker died or refused to load: with f32 weights, try the quantised ones (a browser
-    /// that cannot give ~700 MB to a tab); otherwise show the error.
+    /// that cannot give the ~250 MB to a tab); otherwise show the error.
     fn worker_failed(self, message: String) {
         if self.state.get_untracked() == "loading" && self.weights.get_untracked() == WeightsChoice::F32 {
             web_sys::console::warn_1(&format!("{message}; retrying with quantised weights").into());

@@ -20,8 +20,10 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "tags")]
     pub tags: PathBuf,
     /// How inference holds the weights: `auto` (the default: for predictions `amx` where the CPU
-    /// has AMX, else `f32`; for `generate`, whose speed is that of reading the weights, `int16`
-    /// where the CPU has AVX2 or AVX-512 VNNI), `f32` (the file's values expanded; what tags are trained on), `amx` (the same
+    /// has AMX, else `compact`; for `generate`, whose speed is that of reading the weights, `int16`
+    /// where the CPU has AVX2 or AVX-512 VNNI), `f32` (the file's values expanded; what tags are trained on), `compact` (the
+    /// file's blocks, expanded to f32 a panel at a time inside each product: f32's very results in
+    /// a fifth of the memory), `amx` (the same
     /// values as two bf16 parts, products on the CPU's AMX tiles: within ~1e-5 of f32, ~2× the
     /// speed; Xeon Sapphire Rapids or later), `int16` (the file's Q4_1 blocks, our integer
     /// kernels with inputs rounded to 16 bits per block of 32: predictions within ~1e-4 of f32,
@@ -37,6 +39,7 @@ pub struct Cli {
 pub enum WeightsArg {
     Auto,
     F32,
+    Compact,
     Amx,
     Int8,
     Int16,
@@ -44,7 +47,7 @@ pub enum WeightsArg {
 }
 
 impl WeightsArg {
-    /// The weights for predictions, evaluation and the benchmark (`auto`: f32-exact).
+    /// The weights for predictions, evaluation and the benchmark (`auto`: f32's results).
     pub fn for_predictions(self) -> Weights {
         self.resolve(Weights::best_f32())
     }
@@ -58,6 +61,7 @@ impl WeightsArg {
         match self {
             WeightsArg::Auto => auto,
             WeightsArg::F32 => Weights::F32,
+            WeightsArg::Compact => Weights::Compact,
             WeightsArg::Amx => Weights::Amx,
             WeightsArg::Int8 => Weights::Int8,
             WeightsArg::Int16 => Weights::Int16,
