@@ -451,35 +451,3 @@ mod tests {
         assert!(e.contains("[3, 63]") && e.contains("[32, 64]"), "{e}");
     }
 }
-#[cfg(test)]
-mod timing {
-    use super::*;
-    use candle_core::Device;
-    #[test]
-    #[ignore]
-    fn time_parts() {
-        let (n, k) = (1536, 576);
-        let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap();
-        let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap());
-        let lin = CompactLinear::new(q.clone()).unwrap();
-        let data = q.data().unwrap();
-        let mut buf = vec![0f32; n * k];
-        let t = std::time::Instant::now();
-        for _ in 0..100 { lin.expand(&data, 0..n, &mut buf); }
-        eprintln!("expand: {:.3} ns/value", t.elapsed().as_secs_f64() / 100.0 / (n * k) as f64 * 1e9);
-        for rows in [1usize, 64] {
-            let x = vec![0.5f32; rows * k];
-            let mut out = vec![0f32; rows * n];
-            let t = std::time::Instant::now();
-            for _ in 0..100 { unsafe { product(rows, n, k, out.as_mut_ptr(), n, x.as_ptr(), buf.as_ptr()) }; }
-            eprintln!("product {rows} rows: {:.3} ms", t.elapsed().as_secs_f64() / 100.0 * 1e3);
-            let t = std::time::Instant::now();
-            for _ in 0..100 { lin.matmul(&x, rows, &mut out).unwrap(); }
-            eprintln!("matmul {rows} rows: {:.3} ms", t.elapsed().as_secs_f64() / 100.0 * 1e3);
-            let xt = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).unwrap();
-            let t = std::time::Instant::now();
-            for _ in 0..100 { lin.forward(&xt).unwrap(); }
-            eprintln!("forward {rows} rows: {:.3} ms", t.elapsed().as_secs_f64() / 100.0 * 1e3);
-        }
-    }
-}
