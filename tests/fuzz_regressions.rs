@@ -31,24 +31,26 @@ fn with_u32(bytes: &[u8], key: &str, value: u32) -> Vec<u8> {
     out
 }
 
-/// The message `Model::from_bytes` refuses `bytes` with (both weight layouts).
+/// The message `Model::from_bytes` refuses `bytes` with (the same with every weight layout).
 fn refused(bytes: &[u8]) -> String {
     let mut messages = Vec::new();
-    for weights in [Weights::Quantized, Weights::F32] {
+    for weights in [Weights::Quantized, Weights::F32, Weights::Compact] {
         match Model::from_bytes(bytes.to_vec(), weights) {
-            Ok(_) => panic!("the file was accepted"),
+            Ok(_) => panic!("the file was accepted with {weights:?} weights"),
             Err(e) => messages.push(e.to_string()),
         }
     }
-    assert_eq!(messages[0], messages[1]);
+    assert!(messages.iter().all(|m| *m == messages[0]), "{messages:?}");
     messages.remove(0)
 }
 
 #[test]
 fn the_unpatched_seeds_load() {
     for bytes in [TINY, TINY_ALIGNED] {
-        let model = Model::from_bytes(bytes.to_vec(), Weights::Quantized).unwrap();
-        assert!(!model.tokenizer.encode("CCO").unwrap().is_empty());
+        for weights in [Weights::Quantized, Weights::Compact] {
+            let model = Model::from_bytes(bytes.to_vec(), weights).unwrap();
+            assert!(!model.tokenizer.encode("CCO").unwrap().is_empty());
+        }
     }
 }
 

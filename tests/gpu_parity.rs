@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use candle_core::IndexOp;
 use gpu_kernels::check;
 use tagllm::gpu::{block_on, Gpu, GpuLlama};
-use tagllm::model::{GgufFile, KvCache, Mode, Sampling, Segment};
+use tagllm::model::{GgufFile, KvCache, Mode, Model, Sampling, Segment};
 use tagllm::predict::Predictor;
 
 /// A fresh device, or `None` when there is no adapter and `TAGLLM_GPU_TESTS=skip` says to skip.
@@ -36,6 +36,16 @@ fn new_gpu() -> Option<Gpu> {
              installs mesa-vulkan-drivers, the software one), or set TAGLLM_GPU_TESTS=skip to skip them."
         ),
     }
+}
+
+/// The real model on the CPU (f32 weights) and on a fresh device, or `None` as [`new_gpu`].
+fn gpu_model() -> Option<(&'static Model, GpuLlama)> {
+    let gpu = new_gpu()?;
+    let file = GgufFile::open(&common::model_path()).unwrap();
+    let t = std::time::Instant::now();
+    let gpu_llama = GpuLlama::new(gpu, &file).unwrap();
+    eprintln!("weights uploaded in {:.2?}", t.elapsed());
+    Some((common::model(), gpu_llama))
 }
 
 /// One device shared by the kernel tests.
@@ -80,12 +90,7 @@ fn matvec_without_subgroups_matches_cpu() {
 /// against the CPU path with f32 weights; then a plain-text prompt whose next token is known.
 #[test]
 fn whole_model_matches_cpu_forward() {
-    let Some(gpu) = new_gpu() else { return };
-    let model = common::model();
-    let file = GgufFile::open(&common::model_path()).unwrap();
-    let t = std::time::Instant::now();
-    let mut gpu_llama = GpuLlama::new(gpu, &file).unwrap();
-    eprintln!("weights uploaded in {:.2?}", t.elapsed());
+    let Some((model, mut gpu_llama)) = gpu_model() else { return };
 
     let lib = common::test_library();
     let predictor = Predictor::new(model, &lib, "QED").unwrap();
@@ -152,10 +157,7 @@ fn whole_model_matches_cpu_forward() {
 /// workspace is rebuilt on the new buffers) gives the logits of one pass over all the positions.
 #[test]
 fn decoding_across_cache_growth_matches_one_pass() {
-    let Some(gpu) = new_gpu() else { return };
-    let model = common::model();
-    let file = GgufFile::open(&common::model_path()).unwrap();
-    let mut gpu_llama = GpuLlama::new(gpu, &file).unwrap();
+    let Some((model, mut gpu_llama)) = gpu_model() else { return };
     let mut ids = model.tokenizer.encode(&"The capital of France is Paris, and its river is the Seine. ".repeat(12)).unwrap();
     assert!(ids.len() >= 132, "{} tokens", ids.len());
     ids.truncate(132);
@@ -177,10 +179,7 @@ fn decoding_across_cache_growth_matches_one_pass() {
 /// panicking, so the caller can finish on the CPU.
 #[test]
 fn predictions_match_cpu_and_a_lost_device_is_an_error() {
-    let Some(gpu) = new_gpu() else { return };
-    let model = common::model();
-    let file = GgufFile::open(&common::model_path()).unwrap();
-    let mut gpu_llama = GpuLlama::new(gpu, &file).unwrap();
+    let Some((model, mut gpu_llama)) = gpu_model() else { return };
     // The shipped tags: trained heads that read the last state and the input's mean state.
     let (lib, _) = tagllm::tags::TagLibrary::load_dir(&common::repo_root().join("tags"), &model.identity).unwrap();
     for tag in ["QED", "LogP"] {

@@ -8,8 +8,9 @@ use tagllm::model::{GgufFile, Model, Weights};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(file) = GgufFile::from_bytes(data.to_vec()) else { return };
-    // Both ways a model is held; the f32 one expands every matrix (small here).
-    let weights = if data.len() % 2 == 0 { Weights::Quantized } else { Weights::F32 };
+    // The portable ways a model is held; f32 expands every matrix (small here), compact checks
+    // each matrix's blocks.
+    let weights = [Weights::Quantized, Weights::F32, Weights::Compact][data.len() % 3];
     if let Ok(model) = Model::from_gguf(file, weights) {
         let _ = model.tokenizer.encode("CCO <|im_start|>1234");
     }

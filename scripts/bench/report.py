@@ -57,8 +57,10 @@ for i, name in enumerate(names):
 about = {
     "amx": "`amx` (the default where the CPU has AMX) holds the same f32 values as two bf16 parts and multiplies them "
            "on AMX tiles, three bf16 products per f32 one (within ~1e-5 of f32: read-out states 9e-6, LogP 2e-4)",
-    "f32": "`f32` runs the Q4_1 weights expanded to f32 (exactly what the tags were trained on; the default "
-           "without AMX)",
+    "f32": "`f32` runs the Q4_1 weights expanded to f32 once (exactly what the tags were trained on)",
+    "compact": "`compact` (the default without AMX) holds the file's blocks and expands them to f32 a panel at a "
+               "time inside each product: the same results as `f32` to the bit (one-row decoding products within "
+               "rounding) in a fifth of the memory",
     "int16": "`int16` runs our integer kernels on the file's blocks with inputs rounded to 16 bits "
              "(predictions within ~5e-3 log units of f32 on LogP; what `tagllm generate` uses by default "
              "where the CPU has AVX2 or AVX-512 VNNI)",

@@ -70,16 +70,26 @@ struct Workspace {
     steps: Vec<Step>,
     /// The output head on the last row, made the first time a pass of this shape asks for logits.
     logits: Option<Logits>,
-    /// The uniforms that depend on the cached positions a pass starts after, with their words
-    /// for a given `past`.
-    at_past: Vec<AtPast>,
+    /// The uniforms that depend on the cached positions a pass starts after ([`at_past`]).
+    at_past: [wgpu::Buffer; 4],
     /// The `past` those uniforms now hold.
     past: Option<usize>,
 }
 
-/// A uniform whose words depend on where a pass starts, and its words for a pass after `past`
-/// cached positions.
-type AtPast = (wgpu::Buffer, Box<dyn Fn(usize) -> Params>);
+/// The words of the uniforms that depend on where a pass of `n` rows (sequences of `seq`)
+/// starts, after `past` cached positions, shared by every layer: RoPE of q, the K/V projections
+/// (their output row in the cache), RoPE of k (from that row), attention. The workgroup counts
+/// do not depend on `past`.
+fn at_past(c: &Config, n: usize, seq: usize, past: usize) -> [Params; 4] {
+    let (heads, kv_heads, hd) = (c.n_head, c.n_kv_head, c.head_dim);
+    // Every layer's k and v matrices are [kv_heads · hd, hidden] (checked on upload).
+    [
+        shape::rope(n, heads, hd, past, seq, 0).0,
+        shape::matmul_at(n, kv_heads * hd, c.hidden, 0, past).0,
+        shape::rope(n, kv_heads, hd, past, seq, past).0,
+        shape::attention(n, heads, kv_heads, past, seq).0,
+    ]
+}
 
 /// The logits of a pass's last row: the head's dispatch, its output and read-back buffers.
 struct Logits {
@@ -366,8 +376,8 @@ impl GpuLlama {
         let gpu = &self.gpu;
         let ws = self.workspaces.get_mut(&key).expect("the workspace was made above");
         if ws.past != Some(past) {
-            for (buffer, words) in &ws.at_past {
-                gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&words(past)));
+            for (buffer, words) in ws.at_past.iter().zip(at_past(&self.config, rows, seq, past)) {
+                gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&words));
             }
             ws.past = Some(past);
         }
@@ -443,7 +453,7 @@ impl GpuLlama {
         let c = &self.config;
         let gpu = &self.gpu;
         let (d, f) = (c.hidden, c.ffn);
-        let (qd, kvd) = (c.n_head * c.head_dim, c.n_kv_head * c.head_dim);
+        let qd = c.n_head * c.head_dim;
         let h = gpu.storage("h", n * d);
         let xn = gpu.storage("normed", n * d);
         let q = gpu.storage("q", n * qd);
@@ -455,17 +465,10 @@ impl GpuLlama {
         let out = gpu.storage("out", n * d);
         let staging = gpu.staging(n * d);
 
-        // The uniforms that depend on `past` (shared by every layer): each kernel's words for a
-        // pass after `past` cached positions; the workgroup counts do not depend on it.
+        // The uniforms that depend on `past` (rewritten before a pass that starts elsewhere).
         let (heads, kv_heads, hd) = (c.n_head, c.n_kv_head, c.head_dim);
-        // Every layer's k and v matrices are [kvd, d] (checked on upload).
-        let at_past: Vec<AtPast> = vec![
-            (gpu.params(shape::rope(n, heads, hd, 0, seq, 0).0), Box::new(move |past| shape::rope(n, heads, hd, past, seq, 0).0)),
-            (gpu.params(shape::matmul_at(n, kvd, d, 0, 0).0), Box::new(move |past| shape::matmul_at(n, kvd, d, 0, past).0)),
-            (gpu.params(shape::rope(n, kv_heads, hd, 0, seq, 0).0), Box::new(move |past| shape::rope(n, kv_heads, hd, past, seq, past).0)),
-            (gpu.params(shape::attention(n, heads, kv_heads, 0, seq).0), Box::new(move |past| shape::attention(n, heads, kv_heads, past, seq).0)),
-        ];
-        let [rope_q, kv_matmul, rope_k, attention] = [0, 1, 2, 3].map(|i| &at_past[i].0);
+        let at_past = at_past(c, n, seq, 0).map(|p| gpu.params(p));
+        let [rope_q, kv_matmul, rope_k, attention] = &at_past;
 
         let mut r = Recorder { gpu, uniforms: HashMap::new(), steps: Vec::new() };
         let eps = c.rms_eps as f32;
