@@ -2,17 +2,18 @@
 //!
 //! [`Weights::F32`] expands every Q4_1 / Q8_0 matrix to f32 once: ~540 MB for SmolLM2, five times
 //! the file. Here a matrix keeps the file's blocks (0.6 bytes a weight for Q4_1) and each product
-//! expands one panel of output columns at a time into a per-thread buffer that stays in cache,
-//! then multiplies it with the same `gemm` call, strides and blocking that candle's f32 matmul
-//! uses for the expanded matrix. The expanded values are candle's own (`d·q + m`, `d·q`, in
-//! the same f32 operations), and `gemm` splits a product's sum over `k` by `k` alone, never by
-//! the number of columns, so every output has **the same bits as [`Weights::F32`]'s** —
-//! predictions are those the tags were trained for, batch-invariant as before.
+//! expands one panel of output columns at a time into a per-thread buffer, then multiplies it
+//! with the same `gemm` call and strides that candle's f32 matmul uses for the expanded matrix.
+//! The expanded values are candle's own (`d·q + m`, `d·q`, in the same f32 operations), and
+//! `gemm` splits a sum over `k` by `k` alone once a product is past its small-shape kernels,
+//! which the panels are kept clear of ([`min_panel`]) — so every product of two or more rows has
+//! **the same bits as [`Weights::F32`]'s**: predictions are those the tags were trained for,
+//! batch-invariant as before.
 //!
 //! The price is the expansion, `n·k` values per product whatever its number of rows: small next
 //! to the product's `2·rows·n·k` operations for prefill and predictions (tens to hundreds of
-//! rows), and about the cost of the product itself when decoding one row — where streaming f32
-//! weights from memory cost as much.
+//! rows). A one-row product (decoding) skips it and works on the blocks directly
+//! (`d·Σq·x + m·Σx` per block), within rounding of F32 and faster than streaming f32 weights.
 //!
 //! [`Weights::Compact`]: super::Weights::Compact
 //! [`Weights::F32`]: super::Weights::F32
