@@ -84,22 +84,20 @@ pub fn kernels(model: &Model, rows: &[usize], now: &dyn Fn() -> f64) -> Result<V
         for (name, k, n) in shapes {
             let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
             let w = Tensor::randn(0f32, 0.02, (k, n), &Device::Cpu)?;
+            // The file's blocks: random weights quantised like the file's, timed through `forward`.
+            let q4_1 = || candle_core::quantized::QTensor::quantize(&w.t()?.contiguous()?, candle_core::quantized::GgmlDType::Q4_1);
+            let timed = |forward: &dyn Fn() -> candle_core::Result<Tensor>| {
+                time_ms(now, 5, || {
+                    forward()?;
+                    Ok(())
+                })
+            };
             let (ms, weight_bytes) = if int8 {
-                let q = candle_core::quantized::QTensor::quantize(&w.t()?.contiguous()?, candle_core::quantized::GgmlDType::Q4_1)?;
-                let lin = Int8Linear::from_qtensor(&q)?.with_wide_inputs(weights == Weights::Int16);
-                let ms = time_ms(now, 5, || {
-                    lin.forward(&a)?;
-                    Ok(())
-                })?;
-                (ms, lin.size_in_bytes() as f64)
+                let lin = Int8Linear::from_qtensor(&q4_1()?)?.with_wide_inputs(weights == Weights::Int16);
+                (timed(&|| lin.forward(&a))?, lin.size_in_bytes() as f64)
             } else if weights == Weights::Compact {
-                let q = candle_core::quantized::QTensor::quantize(&w.t()?.contiguous()?, candle_core::quantized::GgmlDType::Q4_1)?;
-                let lin = crate::model::compact::CompactLinear::new(std::sync::Arc::new(q))?;
-                let ms = time_ms(now, 5, || {
-                    lin.forward(&a)?;
-                    Ok(())
-                })?;
-                (ms, lin.size_in_bytes() as f64)
+                let lin = crate::model::compact::CompactLinear::new(std::sync::Arc::new(q4_1()?))?;
+                (timed(&|| lin.forward(&a))?, lin.size_in_bytes() as f64)
             } else if weights == Weights::Amx {
                 amx_kernel(&a, &w, now)?
             } else {

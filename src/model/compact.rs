@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use half::f16;
 
 use super::int8::{Format, BLOCK};
@@ -76,7 +76,7 @@ impl CompactLinear {
         if k == 0 || !k.is_multiple_of(BLOCK) {
             candle_core::bail!("cannot hold a [{n}, {k}] matrix in blocks of {BLOCK}");
         }
-        let expected = n * (k / BLOCK) * file_block_bytes(format);
+        let expected = n * (k / BLOCK) * format.file_block_bytes();
         let held = blocks.data()?.len();
         if held != expected {
             candle_core::bail!("{held} bytes for a [{n}, {k}] {format:?} matrix, expected {expected}");
@@ -84,17 +84,9 @@ impl CompactLinear {
         Ok(Self { blocks, format, n, k })
     }
 
-    pub fn n(&self) -> usize {
-        self.n
-    }
-
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
     /// Bytes held (the file's blocks).
     pub fn size_in_bytes(&self) -> usize {
-        self.n * (self.k / BLOCK) * file_block_bytes(self.format)
+        self.n * (self.k / BLOCK) * self.format.file_block_bytes()
     }
 
     /// The panels' columns for `rows` rows: `step` each, the last one taking the rest (so that
@@ -114,7 +106,7 @@ impl CompactLinear {
         }
         let rows = dims.iter().rev().skip(1).product::<usize>();
         let mut out = vec![0f32; rows * self.n];
-        super::with_f32_slice(&x.to_dtype(DType::F32)?, |xs| self.matmul(xs, rows, &mut out))??;
+        super::with_f32_slice(x, |xs| self.matmul(xs, rows, &mut out))??;
         let mut shape = dims;
         *shape.last_mut().unwrap_or(&mut 0) = self.n;
         Tensor::from_vec(out, shape, x.device())
@@ -162,7 +154,7 @@ impl CompactLinear {
     /// The f32 values of rows `cols` of the matrix into `w` (`[cols, k]`), as candle's
     /// `dequantize` computes them.
     fn expand(&self, data: &[u8], cols: std::ops::Range<usize>, w: &mut [f32]) {
-        let fb = file_block_bytes(self.format);
+        let fb = self.format.file_block_bytes();
         let nb = self.k / BLOCK;
         let src = &data[cols.start * nb * fb..cols.end * nb * fb];
         match Isa::best() {
@@ -226,7 +218,7 @@ impl Isa {
 #[inline(always)]
 fn dot_blocks(format: Format, data: &[u8], x: &[f32], sums: &[f32], out: &mut [f32]) {
     let f16_at = |b: &[u8], o: usize| f16::from_le_bytes([b[o], b[o + 1]]).to_f32();
-    let fb = file_block_bytes(format);
+    let fb = format.file_block_bytes();
     let row_bytes = x.len() / BLOCK * fb;
     for (row, o) in data.chunks_exact(row_bytes).zip(out.iter_mut()) {
         let mut lanes = [0f32; BLOCK / 2];
@@ -311,13 +303,6 @@ unsafe fn expand_avx2(format: Format, src: &[u8], w: &mut [f32]) {
     expand_blocks(format, src, w)
 }
 
-fn file_block_bytes(format: Format) -> usize {
-    match format {
-        Format::Q4_1 => 20,
-        Format::Q8_0 => 34,
-    }
-}
-
 /// The output pointer, shared by the threads that write disjoint panels of it.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
@@ -366,7 +351,7 @@ unsafe fn product(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, lh
 mod tests {
     use super::*;
     use candle_core::quantized::QTensor;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = crate::rng::SplitMix64(seed);

@@ -73,7 +73,7 @@ impl Format {
         }
     }
     /// Bytes of one block in the GGUF file.
-    fn file_block_bytes(self) -> usize {
+    pub(super) fn file_block_bytes(self) -> usize {
         match self {
             Format::Q4_1 => 20,
             Format::Q8_0 => 34,
