@@ -262,3 +262,38 @@ pub fn run(model: &Model, predictor: &Predictor, backend: &str, now: &dyn Fn() -
         molecules_per_s: molecules(predictor, &smiles, now)?,
     })
 }
+
+/// Training speed: AdamW steps of a function tag over the benchmark SMILES.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainingFigure {
+    pub tag: String,
+    pub examples: usize,
+    pub batch: usize,
+    pub examples_per_s: f64,
+}
+
+/// `tag` trained for one pass over the first `count` benchmark SMILES in batches of `batch`
+/// (after one warm-up step), as `tagllm train function` steps: the loss with its gradients and
+/// the AdamW update. `model` must hold f32 weights (training's). The targets only need to be
+/// numbers for the loss: each molecule's length, which costs the same as a measured one.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn training(model: &Model, library: &crate::tags::TagLibrary, tag: &str, count: usize, batch: usize, now: &dyn Fn() -> f64) -> Result<TrainingFigure> {
+    use crate::train::{Example, Objective, Params};
+    let t = library.get(tag)?;
+    let examples: Vec<Example> = bench_smiles(count).into_iter().map(|s| Example { target: s.len() as f64, inputs: vec![s] }).collect();
+    let obj = Objective::new(model, library, tag, &examples, 40.0, 20.0)?;
+    let mut params = Params::new(&t.vectors, t.meta.head_width(), 0.0)?;
+    let rows: Vec<usize> = (0..obj.examples().len()).collect();
+    let batches: Vec<&[usize]> = rows.chunks(batch.max(1)).collect();
+    let mut step = |b: &[usize]| -> Result<()> {
+        let (_, grads, _, _) = obj.loss_and_grads(b, &params)?;
+        params.step(&grads, 1e-5, 0.0, 1.0)?;
+        Ok(())
+    };
+    step(batches[0])?;
+    let start = now();
+    for b in &batches {
+        step(b)?;
+    }
+    Ok(TrainingFigure { tag: tag.to_string(), examples: rows.len(), batch, examples_per_s: rows.len() as f64 * 1000.0 / (now() - start) })
+}

@@ -65,7 +65,7 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// How many batches run at once: one per thread natively, one in the page's worker.
-fn parallel_batches() -> usize {
+pub(crate) fn parallel_batches() -> usize {
     #[cfg(not(target_arch = "wasm32"))]
     return rayon::current_num_threads().max(1);
     #[cfg(target_arch = "wasm32")]
@@ -73,7 +73,7 @@ fn parallel_batches() -> usize {
 }
 
 /// `f` over `items`, in order; natively on the thread pool.
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         use rayon::prelude::*;
@@ -423,7 +423,10 @@ impl<'a> Predictor<'a> {
     fn finish(&self, raw: f32) -> f64 {
         match (self.function.meta.output, &self.function.meta.target) {
             (Some(OutputKind::BinaryClassification), _) => 1.0 / (1.0 + (-raw as f64).exp()),
-            (_, Some(t)) => raw as f64 * t.std + t.mean,
+            (_, Some(t)) => {
+                let v = raw as f64 * t.std + t.mean;
+                t.range.map_or(v, |(lo, hi)| v.clamp(lo, hi))
+            }
             _ => raw as f64,
         }
     }

@@ -72,6 +72,9 @@ pub struct Target {
     /// Training-split mean and standard deviation: value = head · std + mean.
     pub mean: f64,
     pub std: f64,
+    /// A bounded quantity's range (QED: 0 to 1): predictions are clamped to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<(f64, f64)>,
 }
 
 /// A domain tag a function tag was trained with, pinned by the hash of its vectors.

@@ -37,13 +37,27 @@ impl AdamW {
 
     /// One update with learning rate `lr` from the gradients in `grads`.
     pub fn step(&mut self, grads: &candle_core::backprop::GradStore, lr: f64) -> Result<()> {
+        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| grads.get(p.as_tensor()).cloned()).collect();
+        let lrs = vec![lr; self.params.len()];
+        self.update(&grads, &lrs)
+    }
+
+    /// One update with one gradient and one learning rate per parameter, in order (a parameter
+    /// at rate 0 keeps its value and its moments).
+    pub fn step_each(&mut self, grads: &[Tensor], lrs: &[f64]) -> Result<()> {
+        let grads: Vec<Option<Tensor>> = grads.iter().zip(lrs).map(|(g, &lr)| (lr != 0.0).then(|| g.clone())).collect();
+        self.update(&grads, lrs)
+    }
+
+    fn update(&mut self, grads: &[Option<Tensor>], lrs: &[f64]) -> Result<()> {
         self.step += 1;
         let t = self.step as i32;
         let c1 = 1.0 - self.beta1.powi(t);
         let c2 = 1.0 - self.beta2.powi(t);
         for i in 0..self.params.len() {
             let p = &self.params[i];
-            let Some(g) = grads.get(p.as_tensor()) else { continue };
+            let lr = lrs[i];
+            let Some(g) = &grads[i] else { continue };
             self.m[i] = ((&self.m[i] * self.beta1)? + (g * (1.0 - self.beta1))?)?;
             self.v[i] = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
             let m_hat = (&self.m[i] / c1)?;

@@ -98,7 +98,7 @@ fn features(model: &Model, template: &Template, kinds: &[InputType], readout: Re
 }
 
 /// Solves `a x = b` (a symmetric positive definite, n × n, row-major) by Cholesky.
-fn solve_spd(a: &[f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
+pub(crate) fn solve_spd(a: &[f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
     let mut l = vec![0.0; n * n];
     for i in 0..n {
         for j in 0..=i {

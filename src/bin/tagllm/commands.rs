@@ -102,6 +102,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     let t = library.get(name)?;
                     let mut v = serde_json::to_value(&t.meta)?;
                     v["vectors_sha256"] = json!(t.vectors_sha256);
+                    // The training examples that gradient steps showed the saved tag (a ridge
+                    // start alone: 0); tags from before the count was kept: best step × batch.
+                    let prov = &t.meta.provenance;
+                    let seen = prov.get("examples_seen").and_then(|v| v.as_u64()).or_else(|| {
+                        let step = prov.get("best_step")?.as_u64()?;
+                        Some(step * prov.get("options")?.get("batch")?.as_u64()?)
+                    });
+                    match seen {
+                        Some(n) => eprintln!("examples seen: {n}"),
+                        None => eprintln!("examples seen: not recorded"),
+                    }
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 }
             }
@@ -328,6 +339,9 @@ fn options(flags: &TrainFlags, eval_every: usize) -> tagllm::train::TrainOptions
         p: flags.p,
         init_examples: flags.init_examples,
         per_group: flags.per_protein,
+        lr_head_ratio: flags.lr_head_ratio,
+        clip: flags.clip,
+        refit_every: flags.refit_every,
     }
 }
 
@@ -415,7 +429,7 @@ fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         TrainStage::Function {
-            name, template, train, valid, input_cols, target_col, output, target_name, units, description,
+            name, template, train, valid, input_cols, target_col, output, target_name, units, description, range,
             max_train, max_valid, eval_every, readout, flags,
         } => {
             let library = load_library(&cli.tags, &model, true)?;
@@ -437,6 +451,11 @@ fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
                 units: units.clone(),
                 description: description.clone(),
                 readout: (*readout).into(),
+                range: match range.as_deref() {
+                    Some(&[lo, hi]) if lo < hi => Some((lo, hi)),
+                    Some(r) => bail!("--range takes LO,HI with LO < HI, not {r:?}"),
+                    None => None,
+                },
             };
             let out = flags.out.clone().unwrap_or_else(|| cli.tags.join(format!("{name}.safetensors")));
             let started = std::time::Instant::now();
@@ -481,9 +500,16 @@ fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
     let predictor = Predictor::new(&model, &library, tag)?;
     let threads = candle_core::utils::get_num_threads();
     let report = tagllm::bench::run(&model, &predictor, backend, &now)?;
+    // The high-water mark of the predictions (before the second model below).
     let peak = peak_rss_mb();
+    // Training runs on f32 weights: a second model, loaded after the prediction figures.
+    let train_model = Model::load(&cli.model)?;
+    let train_library = load_library(&cli.tags, &train_model, true)?;
+    let training = tagllm::bench::training(&train_model, &train_library, tag, report.molecules, 16, &now)?;
+    drop((train_library, train_model));
     if as_json {
         let mut v = serde_json::to_value(&report)?;
+        v["training"] = serde_json::to_value(&training)?;
         v["threads"] = json!(threads);
         v["kernel_path"] = json!(format!("{:?}", tagllm::model::int8::KernelPath::best()));
         v["generate_weights"] = json!(cli.weights.for_generation().name());
@@ -515,6 +541,14 @@ fn bench(cli: &Cli, tag: &str, backend: &str, as_json: bool) -> Result<()> {
         println!("  (`tagllm generate` decodes with {generate} weights here: `tagllm --weights {generate} bench`)");
     }
     println!("{} over {} molecules: {:.2} molecules/s", report.molecules_tag, report.molecules, report.molecules_per_s);
+    println!(
+        "training <{}> over {} examples: {:.2} examples/s (batch {}, f32 weights; {:.2}x the molecules/s above)",
+        training.tag,
+        training.examples,
+        training.examples_per_s,
+        training.batch,
+        training.examples_per_s / report.molecules_per_s
+    );
     if let Some(mb) = peak {
         println!("peak resident memory: {mb:.0} MB");
     }

@@ -77,6 +77,8 @@ pub enum Format {
 }
 
 #[derive(Subcommand)]
+// Parsed once per run: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Generate text, streamed as it comes. `<Name>` in the prompt splices in a loaded tag.
     Generate {
@@ -186,12 +188,25 @@ pub struct TrainFlags {
     /// the validation subset); a batch mixes BATCH / PER_PROTEIN proteins.
     #[arg(long, default_value_t = 4)]
     pub per_protein: usize,
+    /// Function tags: the head's learning rate as a fraction of LR.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr_head_ratio: f64,
+    /// Clip gradients to this global norm (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    /// Regression tags: re-solve the head in closed form every this many steps (the ridge
+    /// start's rows and every batch's since, older ones decaying), instead of moving it by
+    /// AdamW (0: AdamW at LR × LR_HEAD_RATIO).
+    #[arg(long, default_value_t = 10)]
+    pub refit_every: usize,
     /// Where the tag is written (default: TAGS/NAME.safetensors).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
+// Parsed once per run: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum TrainStage {
     /// Stage 1: a domain tag, by next-token prediction on unlabelled inputs (one per line).
     Domain {
@@ -234,6 +249,9 @@ pub enum TrainStage {
         units: String,
         #[arg(long, default_value = "")]
         description: String,
+        /// A bounded target's range, LO,HI (QED: 0,1): predictions are clamped to it.
+        #[arg(long, value_delimiter = ',')]
+        range: Option<Vec<f64>>,
         #[arg(long)]
         max_train: Option<usize>,
         #[arg(long, default_value_t = 300)]
