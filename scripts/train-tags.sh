@@ -21,23 +21,21 @@ protein_prompt() { printf '# # Input: The protein sequence is <Protein> {Protein
 train() {
   local name=$1; shift
   echo "== $name: training (log: logs/$name.log)"
-  "$bin" train "$@" 2>&1 | tee "logs/$name.log"
+  "$bin" train "$@" 2>&1 | tee -a "logs/$name.log"
 }
 
-task_dir() { case $1 in *-moses) echo "data/raw/tasks/$1" ;; *) echo "data/tasks/$1" ;; esac; }
+task_dir() { echo "data/tasks/$1"; }
 
-moses_rows() {   # TASK: data/raw/tasks/TASK-moses/{train,valid}.csv = the header + the `moses` rows
-  mkdir -p "data/raw/tasks/$1-moses"
-  for split in train valid; do
-    awk -F, 'NR == 1 || $NF == "moses"' "data/tasks/$1/$split.csv" > "data/raw/tasks/$1-moses/$split.csv"
-  done
-}
-
+# Function tags train into runs/NAME.safetensors, their checkpoint beside it (committed while a
+# run is unfinished, so the next session continues it: the same command again); a finished run's
+# best tag is copied into tags/.
 function_tag() {   # NAME TASK INPUT_COLS TEMPLATE TARGET_NAME UNITS DESCRIPTION [flags...]
   local name=$1 task=$2 cols=$3 template=$4 target=$5 units=$6 desc=$7; shift 7
+  mkdir -p runs
   train "$name" function --name "$name" --template "$template" --input-cols "$cols" \
     --train "$(task_dir "$task")/train.csv" --valid "$(task_dir "$task")/valid.csv" \
-    --target-name "$target" --units "$units" --description "$desc" "$@"
+    --target-name "$target" --units "$units" --description "$desc" --out "runs/$name.safetensors" "$@"
+  cp "runs/$name.safetensors" "tags/$name.safetensors"
 }
 
 run() {
@@ -51,15 +49,14 @@ run() {
       train Protein domain --name Protein --input protein --corpus data/raw/domain/proteins128.txt \
         --steps 30 --batch 8 --lr 1e-2 ;;
     QED)
-      # The issue's setting: trained on MOSES train molecules only (the `moses` rows), tested on
-      # MOSES scaffold-test. The mixed rows pull the read-out toward other chemical spaces.
-      # The ridge start reads all 7,559 rows (a ridge on 4,000 of them reached R² 0.450 on
-      # scaffold-test; on all of them, fitted outside the trainer on the same features, 0.526).
-      # 40 AdamW steps moved validation R² from 0.473 to 0.475 only, so none are run.
-      moses_rows QED
-      function_tag QED QED-moses smiles "$(smiles_prompt 'the quantitative estimate of druglikeness score is' QED)" \
+      # The broad split (MOSES, datagrok, NCI, ChEMBL drugs). The head is re-solved in closed
+      # form at every step (it reads ~1,000 features: AdamW on it, or a head fitted on a few
+      # hundred rows, made validation worse in every run); batches of 128 (at 16, and at lr 3e-5
+      # to 3e-4, validation R² fell from the ridge start's 0.72 to 0.66-0.71; at 128 and lr 1e-4
+      # it rose, 0.687 -> 0.724 in 20 steps). 470 steps x 128 = 3 epochs of the 20,000 rows.
+      function_tag QED QED smiles "$(smiles_prompt 'the quantitative estimate of druglikeness score is' QED)" \
         QED "" "QED, the quantitative estimate of drug-likeness (RDKit QED.qed, 0 to 1)" \
-        --steps 0 --batch 16 --lr 3e-4 --eval-every 20 --max-valid 300 --init-examples 7559 ;;
+        --range 0,1 --steps 470 --batch 128 --lr 1e-4 --refit-every 1 --eval-every 10 --max-valid 300 --init-examples 4000 ;;
     LogP)
       function_tag LogP LogP smiles "$(smiles_prompt 'the octanol-water partition coefficient (logP) is' LogP)" \
         logP "" "Crippen logP (RDKit Crippen.MolLogP), the octanol-water partition coefficient" \

@@ -148,3 +148,25 @@ fn many_proteins_and_molecules_in_one_call_match_the_read_out_by_hand() {
         assert!((want - got).abs() < 1e-3, "{item:?}: by hand {want} vs predictor {got}");
     }
 }
+
+/// A bounded target (`Target.range`, QED's 0 to 1) is never predicted outside its range: each
+/// prediction is the unbounded one clamped to it.
+#[test]
+fn a_bounded_target_is_predicted_inside_its_range() {
+    let m = common::model();
+    let lib = common::test_library();
+    let free: Vec<f64> = Predictor::new(m, &lib, "QED").unwrap().predict(&items(MOLECULES)).into_iter().map(|r| r.unwrap()).collect();
+    let mut sorted = free.clone();
+    sorted.sort_by(f64::total_cmp);
+    // A range that cuts off the lowest and highest few of these molecules.
+    let (lo, hi) = (sorted[2], sorted[sorted.len() - 3]);
+    let mut qed = lib.get("QED").unwrap().clone();
+    qed.meta.target.as_mut().unwrap().range = Some((lo, hi));
+    let mut bounded_lib = lib.clone();
+    bounded_lib.insert(qed, &m.identity, "QED").unwrap();
+    let bounded: Vec<f64> = Predictor::new(m, &bounded_lib, "QED").unwrap().predict(&items(MOLECULES)).into_iter().map(|r| r.unwrap()).collect();
+    for (f, b) in free.iter().zip(&bounded) {
+        assert_eq!(*b, f.clamp(lo, hi), "unbounded {f}, bounded {b}, range {lo}..{hi}");
+    }
+    assert!(free.iter().any(|f| *f < lo) && free.iter().any(|f| *f > hi), "{free:?}");
+}
