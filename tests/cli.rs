@@ -146,6 +146,12 @@ fn tags_list_and_show() {
     let meta: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(meta["kind"], "function");
     assert_eq!(meta["requires"][0]["name"], "SMILES");
+    // The shipped tags say how many examples their gradient steps saw.
+    let shipped = common::repo_root().join("tags");
+    let out = tagllm(&["tags", "show", "QED", "--tags", shipped.to_str().unwrap()], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let seen = err.lines().find_map(|l| l.strip_prefix("examples seen: ")).unwrap_or_else(|| panic!("{err}"));
+    assert!(seen.parse::<u64>().is_ok(), "{err}");
 }
 
 #[test]
