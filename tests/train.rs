@@ -82,6 +82,13 @@ fn function_tag_training_lowers_the_loss_and_keeps_domain_tags_frozen() {
     };
     assert_eq!(predict(&tag), predict(&reloaded));
     assert!(tag.meta.provenance.contains_key("valid_metrics"));
+    // The kept tag records the whole run (every validation, the examples its steps saw), and
+    // the ridge start is kept beside it for the model card.
+    assert_eq!(tag.meta.provenance["run_examples_seen"].as_u64(), Some(48));
+    assert_eq!(tag.meta.provenance["valid_history"].as_array().map(Vec::len), Some(3));
+    let start = Tag::load(&tagllm::train::start_path(&out)).unwrap();
+    assert_eq!(start.meta.provenance["best_step"].as_u64(), Some(0));
+    assert_eq!(start.meta.provenance["examples_seen"].as_u64(), Some(0));
 }
 
 #[test]

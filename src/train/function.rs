@@ -141,21 +141,26 @@ impl HeadStats {
     /// Adds rows `x` `[n, width]` with targets `y`.
     pub fn add(&mut self, x: &Tensor, y: &[f64]) -> Result<()> {
         let rows: Vec<Vec<f32>> = x.to_vec2()?;
-        let w = self.width;
         for (r, &t) in rows.iter().zip(y) {
-            self.n += 1.0;
-            self.sum_y += t;
-            for i in 0..w {
-                let a = r[i] as f64;
-                self.sum_x[i] += a;
-                self.xty[i] += a * t;
-                let row = &mut self.gram[i * w..i * w + i + 1];
-                for (g, &c) in row.iter_mut().zip(&r[..=i]) {
-                    *g += a * c as f64;
-                }
-            }
+            self.add_row(r, t, 1.0);
         }
         Ok(())
+    }
+
+    /// Adds one row with target `t` counted `weight` times (negative: takes it out again).
+    pub fn add_row(&mut self, r: &[f32], t: f64, weight: f64) {
+        let w = self.width;
+        self.n += weight;
+        self.sum_y += weight * t;
+        for i in 0..w {
+            let a = r[i] as f64 * weight;
+            self.sum_x[i] += a;
+            self.xty[i] += a * t;
+            let row = &mut self.gram[i * w..i * w + i + 1];
+            for (g, &c) in row.iter_mut().zip(&r[..=i]) {
+                *g += a * c as f64;
+            }
+        }
     }
 
     /// Scales every sum by `keep` (0 < keep ≤ 1): older rows count less, as if the statistics
@@ -168,8 +173,9 @@ impl HeadStats {
         }
     }
 
-    /// The ridge solution with penalty `lambda` on the centred features: weights and bias.
-    pub fn solve(&self, lambda: f64) -> Option<(Vec<f64>, f64)> {
+    /// The ridge solution with each feature's penalty `penalty[i]` on the centred features:
+    /// weights and bias.
+    pub fn solve(&self, penalty: &[f64]) -> Option<(Vec<f64>, f64)> {
         let (w, n) = (self.width, self.n.max(1.0));
         let mean_x: Vec<f64> = self.sum_x.iter().map(|s| s / n).collect();
         let mean_y = self.sum_y / n;
@@ -180,12 +186,89 @@ impl HeadStats {
                 a[i * w + j] = v;
                 a[j * w + i] = v;
             }
-            a[i * w + i] += lambda;
+            a[i * w + i] += penalty[i];
         }
         let b: Vec<f64> = (0..w).map(|i| self.xty[i] - n * mean_x[i] * mean_y).collect();
         let weights = solve_spd(&a, &b, w)?;
         let bias = mean_y - weights.iter().zip(&mean_x).map(|(a, m)| a * m).sum::<f64>();
         Some((weights, bias))
+    }
+}
+
+/// The head re-solved in closed form as the vectors move (`--refit-every`): the statistics of
+/// every row read so far (the ridge start's, then each batch's at the vectors of its step), each
+/// example counted once at its latest read-out, older rows decaying so that they stay worth
+/// about the ridge start's count (`window`).
+///
+/// The head a step's gradient is taken with leaves that batch's own rows out
+/// ([`ClosedFormHead::solve_without`]). A head fitted on the very rows it is scored on has
+/// small, partly fitted-by-heart residuals, and moving the vectors to shrink them fits the
+/// training rows' noise (on Huuskonen logS, whose ridge start reads every training row,
+/// validation did not improve at all); left out, the batch's error is a held-out error and its
+/// gradient is that of the cross-validated loss.
+pub struct ClosedFormHead {
+    stats: HeadStats,
+    /// Each feature's penalty for `window` rows.
+    penalty: Vec<f64>,
+    window: f64,
+    /// Each example's latest read-out and its target, with the clock when it was added.
+    bank: std::collections::HashMap<usize, (Vec<f32>, f64, f64)>,
+    /// The sum of the log decay factors so far: a row added at clock `c` now counts `e^(clock − c)`.
+    clock: f64,
+}
+
+impl ClosedFormHead {
+    /// From the ridge start's rows (`rows[k]` is example `order[k]`'s read-out, `ys[k]` its target).
+    pub fn new(penalty: Vec<f64>, rows: &[Vec<f32>], order: &[usize], ys: &[f64]) -> Self {
+        let mut stats = HeadStats::new(penalty.len());
+        let mut bank = std::collections::HashMap::with_capacity(rows.len());
+        for ((r, &j), &y) in rows.iter().zip(order).zip(ys) {
+            stats.add_row(r, y, 1.0);
+            bank.insert(j, (r.clone(), y, 0.0));
+        }
+        Self { window: stats.n.max(1.0), stats, penalty, bank, clock: 0.0 }
+    }
+
+    fn solve_stats(&self, stats: &HeadStats) -> Option<(Vec<f64>, f64)> {
+        let grown: Vec<f64> = self.penalty.iter().map(|p| p * stats.n / self.window).collect();
+        stats.solve(&grown)
+    }
+
+    /// The head on every row.
+    pub fn solve(&self) -> Option<(Vec<f64>, f64)> {
+        self.solve_stats(&self.stats)
+    }
+
+    /// The head on every row but those of `batch`; on every row when the batch holds half of
+    /// what there is (a batch of the whole training set, as when overfitting a few examples).
+    pub fn solve_without(&self, batch: &[usize]) -> Option<(Vec<f64>, f64)> {
+        let mut rest = self.stats.clone();
+        for j in batch {
+            if let Some((r, y, at)) = self.bank.get(j) {
+                rest.add_row(r, *y, -(self.clock - at).exp());
+            }
+        }
+        if rest.n < 0.5 * self.stats.n {
+            return self.solve();
+        }
+        self.solve_stats(&rest)
+    }
+
+    /// Adds a batch's read-out `feats` (rows in example order `order`), replacing those examples'
+    /// older rows, after decaying every row by the batch's share of the window.
+    pub fn update(&mut self, feats: &Tensor, order: &[usize], ys: &[f64]) -> Result<()> {
+        let keep = (1.0 - order.len() as f64 / self.window).max(1e-6);
+        self.stats.decay(keep);
+        self.clock += keep.ln();
+        let rows: Vec<Vec<f32>> = feats.to_vec2()?;
+        for ((r, &j), &y) in rows.into_iter().zip(order).zip(ys) {
+            if let Some((old, oy, at)) = self.bank.get(&j) {
+                self.stats.add_row(old, *oy, -(self.clock - at).exp());
+            }
+            self.stats.add_row(&r, y, 1.0);
+            self.bank.insert(j, (r, y, self.clock));
+        }
+        Ok(())
     }
 }
 
@@ -343,7 +426,7 @@ impl<'a> Objective<'a> {
     /// split into one part per thread.
     pub fn loss_and_grads(&self, batch: &[usize], params: &Params) -> Result<(f64, [Tensor; 3], Tensor, Vec<usize>)> {
         let n = batch.len() as f64;
-        let parts = split_parts(self.runs(batch), crate::predict::parallel_batches());
+        let parts = split_parts(self.runs(batch), crate::predict::parallel_batches(), |j| self.len_of(j));
         let vars = [params.vectors.as_tensor(), params.w.as_tensor(), params.b.as_tensor()];
         let results = crate::predict::par_map(&parts, |part| -> Result<(f64, Vec<Tensor>, Tensor, Vec<usize>)> {
             let (h, order) = self.features(part, vars[0], Mode::Train)?;
@@ -397,13 +480,22 @@ impl<'a> Objective<'a> {
     }
 }
 
-/// Runs split into `k` parts of about equal rows (a run is never split, so its prefix runs
-/// once): a one-input batch is one run, cut into `k` pieces.
-fn split_parts(runs: Vec<Vec<usize>>, k: usize) -> Vec<Vec<usize>> {
+/// The most rows a part of a one-input batch holds: a part's prompts are padded to its longest.
+const PART_ROWS: usize = 16;
+
+/// Runs split into parts for the `k` threads. A one-input batch is one run: its rows sorted by
+/// prompt length (`len_of`) and cut into at least `k` parts of at most [`PART_ROWS`], so each
+/// part pads its prompts to a similar length (the broad split's SMILES run from 10 to 200+
+/// tokens: a random batch of 64 padded to its longest ran ~4× the tokens it holds). Runs of
+/// several (sharing a protein) are never split, so their prefix runs once, and are spread over
+/// `k` parts of about equal rows.
+fn split_parts(runs: Vec<Vec<usize>>, k: usize, len_of: impl Fn(usize) -> usize) -> Vec<Vec<usize>> {
     let k = k.max(1);
     if runs.len() == 1 {
-        let rows = &runs[0];
-        return rows.chunks(rows.len().div_ceil(k).max(1)).map(<[usize]>::to_vec).collect();
+        let mut rows = runs[0].clone();
+        rows.sort_by_key(|&j| len_of(j));
+        let parts = k.max(rows.len().div_ceil(PART_ROWS));
+        return rows.chunks(rows.len().div_ceil(parts).max(1)).map(<[usize]>::to_vec).collect();
     }
     let mut parts: Vec<Vec<usize>> = vec![Vec::new(); k.min(runs.len())];
     let mut runs = runs;
@@ -434,6 +526,12 @@ struct CheckpointInfo {
     lambda: Option<f64>,
 }
 
+/// Where a run keeps its ridge start (its step-0 tag): `runs/QED.safetensors` →
+/// `runs/QED.start.safetensors`.
+pub fn start_path(out: &Path) -> std::path::PathBuf {
+    out.with_extension("").with_extension("start.safetensors")
+}
+
 fn checkpoint_paths(out: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let stem = out.with_extension("");
     (stem.with_extension("ckpt.safetensors"), stem.with_extension("ckpt.json"))
@@ -441,8 +539,9 @@ fn checkpoint_paths(out: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 
 /// Fits the head in closed form on the initial tag's read-out of a seeded sample of
 /// `opts.init_examples` training examples: every fourth batch chooses the ridge penalty, the
-/// others fit. Returns the penalty (for the fits' `n` rows) and the statistics of all rows.
-fn ridge_start(obj: &Objective, params: &Params, opts: &TrainOptions, started: Instant, on_step: &mut impl FnMut(&StepReport)) -> Result<(f64, HeadStats)> {
+/// others fit ([`probe::fit_ridge_holdout`], the fair ablation's fitting too). Returns the head
+/// to re-solve as the vectors move, holding the sample's rows.
+fn ridge_start(obj: &Objective, params: &Params, opts: &TrainOptions, started: Instant, on_step: &mut impl FnMut(&StepReport)) -> Result<ClosedFormHead> {
     let n = obj.examples().len();
     let mut sample: Vec<usize> = plan_batches(obj.examples(), opts.init_examples.div_ceil(opts.batch.max(1)), opts.batch, opts.seed ^ 0x1417, None, 1).concat();
     sample.sort_unstable();
@@ -466,20 +565,12 @@ fn ridge_start(obj: &Objective, params: &Params, opts: &TrainOptions, started: I
         }
         std::fs::write(path, text)?;
     }
-    let held = |i: usize| i % 4 == 3;
-    let split = |keep: bool| -> (Vec<Vec<f64>>, Vec<f64>) { (0..feats.len()).filter(|&i| held(i) != keep).map(|i| (feats[i].clone(), ys[i])).unzip() };
-    let ((xf, yf), (xh, yh)) = (split(true), split(false));
-    let d = obj.model.llama.config.hidden;
-    let fit = probe::fit_ridge(&xf, &yf, &xh, &yh, Some(d))?;
-    // Refit on every sampled example with the chosen penalty.
-    let mut stats = HeadStats::new(feats[0].len());
-    let rows: Vec<f32> = feats.iter().flatten().map(|&v| v as f32).collect();
-    stats.add(&Tensor::from_vec(rows, (feats.len(), feats[0].len()), &candle_core::Device::Cpu)?, &ys)?;
-    // The penalty was chosen for the fit's rows; it grows with the rows it is applied to.
-    let lambda = fit.lambda * feats.len() as f64 / xf.len().max(1) as f64;
-    let (w, b) = stats.solve(lambda).unwrap_or_else(|| fit.weights_and_bias());
+    let fit = probe::fit_ridge_holdout(&feats, &ys, Some(obj.model.llama.config.hidden))?;
+    let rows: Vec<Vec<f32>> = feats.iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect();
+    let head = ClosedFormHead::new(fit.penalties(), &rows, &order, &ys);
+    let (w, b) = head.solve().unwrap_or_else(|| fit.weights_and_bias());
     params.set_head(&w, b)?;
-    Ok((lambda, stats))
+    Ok(head)
 }
 
 /// Trains a function tag and its head (stages 2 and 3). The domain tags its template uses come
@@ -533,12 +624,13 @@ pub fn train_function_tag(
     let elapsed_before = info.elapsed_s;
     // The head's statistics while it is re-solved in closed form: the ridge start's rows, then
     // every batch's, older rows decaying so that they stay worth about the ridge start's count.
-    let mut stats = None;
+    let mut head = None;
     if plan.output == OutputKind::Regression && opts.init_examples > 0 && (info.step == 0 || opts.refit_every > 0) {
         // Resuming, the rows are read out through the checkpoint's vectors.
-        let (lambda, s) = ridge_start(&obj, &params, opts, started, &mut on_step)?;
-        info.lambda = Some(lambda);
-        stats = Some(s);
+        let h = ridge_start(&obj, &params, opts, started, &mut on_step)?;
+        // The base strength (the smallest block multiplier is 1), for the record.
+        info.lambda = h.penalty.iter().copied().reduce(f64::min);
+        head = Some(h);
     }
     let kept = obj.examples().len();
     // Validates the tag as it stands and writes it to `out` if it is the best so far.
@@ -570,26 +662,29 @@ pub fn train_function_tag(
     if info.step == 0 {
         // The starting point (ridge head on the initial tag) is a candidate too.
         let m = validate(&params, &mut info)?;
+        // The ridge start is kept beside the run (`NAME.start.safetensors`): the model card
+        // measures what the gradient steps added to it.
+        if out.exists() {
+            std::fs::copy(out, start_path(out))?;
+        }
         on_step(&StepReport { step: 0, total: opts.steps, loss: f64::NAN, lr: 0.0, examples_per_s: 0.0, eta_s: f64::NAN, valid: Some(m), init: None });
     }
-    let refit = opts.refit_every > 0 && stats.is_some();
-    let window = stats.as_ref().map_or(1.0, |s| s.n.max(1.0));
+    let mut refit = if opts.refit_every > 0 { head.as_mut() } else { None };
     let mut seen_now = 0usize;
     let steps_started = Instant::now();
     for (step, batch) in batches.iter().enumerate().skip(info.step) {
+        if let Some(h) = refit.as_ref().filter(|_| step % opts.refit_every == 0) {
+            if let Some((w, b)) = h.solve_without(batch) {
+                params.set_head(&w, b)?;
+            }
+        }
         let (loss, grads, feats, order) = obj.loss_and_grads(batch, &params)?;
         let lr = schedule(step, opts.steps, warmup, opts.lr, 0.1);
-        let lr_head = if refit { 0.0 } else { lr * opts.lr_head_ratio };
+        let lr_head = if refit.is_some() { 0.0 } else { lr * opts.lr_head_ratio };
         params.step(&grads, lr, lr_head, opts.clip)?;
-        if let (true, Some(stats), Some(lambda)) = (refit, stats.as_mut(), info.lambda) {
+        if let Some(h) = refit.as_mut() {
             let ys: Vec<f64> = order.iter().map(|&j| obj.target(j)).collect();
-            stats.decay((1.0 - batch.len() as f64 / window).max(0.0));
-            stats.add(&feats, &ys)?;
-            if (step + 1) % opts.refit_every == 0 {
-                if let Some((w, b)) = stats.solve(lambda * stats.n / window) {
-                    params.set_head(&w, b)?;
-                }
-            }
+            h.update(&feats, &order, &ys)?;
         }
         seen_now += batch.len();
         info.examples_seen += batch.len();
@@ -607,6 +702,10 @@ pub fn train_function_tag(
             init: None,
         };
         if (step + 1) % opts.eval_every.max(1) == 0 || step + 1 == opts.steps {
+            // The tag is validated and kept with the head on every row read so far.
+            if let Some((w, b)) = refit.as_ref().and_then(|h| h.solve()) {
+                params.set_head(&w, b)?;
+            }
             report.valid = Some(validate(&params, &mut info)?);
             info.elapsed_s = elapsed_before + elapsed;
             params.save(&ckpt_path)?;
@@ -615,8 +714,89 @@ pub fn train_function_tag(
         }
         on_step(&report);
     }
-    let tag = Tag::load(out)?;
+    // The kept tag records the whole run besides its own step: every validation (the learning
+    // curve of its card) and the examples the run's steps saw.
+    let mut tag = Tag::load(out)?;
+    let prov = &mut tag.meta.provenance;
+    prov.insert("valid_history".into(), serde_json::to_value(&info.history).unwrap_or_default());
+    prov.insert("run_steps".into(), serde_json::json!(info.step));
+    prov.insert("run_examples_seen".into(), serde_json::json!(info.examples_seen));
+    let tag = finish(tag.meta, tag.vectors, tag.head)?;
+    tag.save(out)?;
     let _ = std::fs::remove_file(&ckpt_path);
     let _ = std::fs::remove_file(&info_path);
     Ok(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    fn rows(n: usize, width: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<f64>) {
+        let mut rng = SplitMix64(seed);
+        let mut u = || (rng.next_u64() as f64 / u64::MAX as f64) * 2.0 - 1.0;
+        (0..n)
+            .map(|_| {
+                let x: Vec<f32> = (0..width).map(|_| u() as f32).collect();
+                let y = x.iter().enumerate().map(|(i, &v)| v as f64 * (i as f64 - 2.0)).sum::<f64>() + 0.1 * u();
+                (x, y)
+            })
+            .unzip()
+    }
+
+    fn stats_of(rows: &[Vec<f32>], ys: &[f64], weight: f64, into: &mut HeadStats) {
+        for (r, &y) in rows.iter().zip(ys) {
+            into.add_row(r, y, weight);
+        }
+    }
+
+    fn close(a: &(Vec<f64>, f64), b: &(Vec<f64>, f64)) -> bool {
+        a.0.iter().zip(&b.0).all(|(x, y)| (x - y).abs() < 1e-9) && (a.1 - b.1).abs() < 1e-9
+    }
+
+    /// The head a step is taken with is the ridge fit on every other row, with the penalty of
+    /// that many rows; a batch of half the rows or more falls back to every row.
+    #[test]
+    fn the_step_head_leaves_the_batch_out() {
+        let (x, y) = rows(40, 6, 7);
+        let order: Vec<usize> = (100..140).collect();
+        let penalty = vec![0.5; 6];
+        let head = ClosedFormHead::new(penalty.clone(), &x, &order, &y);
+        let mut rest = HeadStats::new(6);
+        stats_of(&x[10..], &y[10..], 1.0, &mut rest);
+        let grown: Vec<f64> = penalty.iter().map(|p| p * 30.0 / 40.0).collect();
+        let want = rest.solve(&grown).unwrap();
+        let got = head.solve_without(&order[..10]).unwrap();
+        assert!(close(&got, &want), "{got:?} vs {want:?}");
+        // Leaving the batch out changes the head (the test would pass on any head otherwise).
+        assert!(!close(&got, &head.solve().unwrap()));
+        assert!(close(&head.solve_without(&order[..25]).unwrap(), &head.solve().unwrap()));
+        // Examples the head has not read yet take nothing out.
+        assert!(close(&head.solve_without(&[7, 8]).unwrap(), &head.solve().unwrap()));
+    }
+
+    /// A batch's new read-out replaces its examples' older rows, after every row decays by the
+    /// batch's share of the window; leaving it out again takes out exactly the new rows.
+    #[test]
+    fn a_batch_replaces_its_rows_after_the_decay() {
+        let (x, y) = rows(40, 5, 11);
+        let order: Vec<usize> = (0..40).collect();
+        let penalty = vec![0.3; 5];
+        let mut head = ClosedFormHead::new(penalty.clone(), &x, &order, &y);
+        let (x_new, _) = rows(10, 5, 12);
+        let feats = Tensor::from_vec(x_new.iter().flatten().copied().collect::<Vec<f32>>(), (10, 5), &candle_core::Device::Cpu).unwrap();
+        head.update(&feats, &order[..10], &y[..10]).unwrap();
+        let keep = 1.0 - 10.0 / 40.0;
+        let mut want = HeadStats::new(5);
+        stats_of(&x[10..], &y[10..], keep, &mut want);
+        stats_of(&x_new, &y[..10], 1.0, &mut want);
+        let grown: Vec<f64> = penalty.iter().map(|p| p * want.n / 40.0).collect();
+        assert!((head.stats.n - want.n).abs() < 1e-9);
+        assert!(close(&head.solve().unwrap(), &want.solve(&grown).unwrap()));
+        let mut rest = HeadStats::new(5);
+        stats_of(&x[10..], &y[10..], keep, &mut rest);
+        let grown: Vec<f64> = penalty.iter().map(|p| p * rest.n / 40.0).collect();
+        assert!(close(&head.solve_without(&order[..10]).unwrap(), &rest.solve(&grown).unwrap()));
+    }
 }

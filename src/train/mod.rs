@@ -31,7 +31,7 @@ use crate::rng::SplitMix64;
 use crate::tags::init::finish;
 use crate::tags::{InputType, OutputKind, Tag, TagKind, TagLibrary};
 pub use data::{load_examples, Example};
-pub use function::{train_function_tag, FunctionPlan, HeadStats, Objective, Params};
+pub use function::{start_path, train_function_tag, ClosedFormHead, FunctionPlan, HeadStats, Objective, Params};
 use optim::{schedule, AdamW};
 
 /// Optimisation settings shared by every stage.

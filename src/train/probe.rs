@@ -24,13 +24,15 @@ pub struct ProbeReport {
 /// A tag-free prompt: tokens before its last input, the rest, each input's (start, length), target.
 type SplitPrompt = (Vec<u32>, Vec<u32>, Vec<(usize, usize)>, f64);
 
-fn features(model: &Model, template: &Template, kinds: &[InputType], readout: Readout, items: &[Example], batch: usize) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
+/// Also returns the index in `items` of each row (invalid inputs are left out).
+fn features(model: &Model, template: &Template, kinds: &[InputType], readout: Readout, items: &[Example], batch: usize) -> Result<(Vec<Vec<f64>>, Vec<f64>, Vec<usize>)> {
     let tok = &model.tokenizer;
     // Each prompt as (tokens before its last input, the rest, input spans, target). Prompts that
     // agree before their last input (one protein, many molecules) share that prefix's pass.
     let mut prompts: Vec<SplitPrompt> = Vec::new();
+    let mut kept = Vec::new();
     let last_input = template.pieces.iter().rposition(|p| matches!(p, Piece::Input { .. })).unwrap_or(0);
-    'items: for e in items {
+    'items: for (index, e) in items.iter().enumerate() {
         let (mut prefix, mut suffix, mut spans) = (Vec::new(), Vec::new(), Vec::new());
         let mut slot = 0;
         for (k, piece) in template.pieces.iter().enumerate() {
@@ -48,6 +50,7 @@ fn features(model: &Model, template: &Template, kinds: &[InputType], readout: Re
             if k < last_input { prefix.extend(ids) } else { suffix.extend(ids) }
         }
         prompts.push((prefix, suffix, spans, e.target));
+        kept.push(index);
     }
     let groups = crate::predict::groups_in_order(prompts.iter().map(|p| p.0.as_slice()));
     let mut rows: Vec<Vec<f64>> = vec![Vec::new(); prompts.len()];
@@ -94,7 +97,7 @@ fn features(model: &Model, template: &Template, kinds: &[InputType], readout: Re
         }
     }
     let targets = prompts.iter().map(|p| p.3).collect();
-    Ok((rows, targets))
+    Ok((rows, targets, kept))
 }
 
 /// Solves `a x = b` (a symmetric positive definite, n × n, row-major) by Cholesky.
@@ -125,7 +128,24 @@ pub(crate) fn solve_spd(a: &[f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
     Some(x)
 }
 
-/// Fits the ablation on `train`, picks the ridge strength on `valid`, reports on `test`.
+/// The head fitting of a function tag's ridge start, shared with the fair ablation: every fourth
+/// row (`i % 4 == 3`) is held out to choose the penalty (per input block, [`fit_ridge`]), then the
+/// head is fitted on every row with that penalty grown by the rows it now covers. Returns the
+/// fit on every row and the penalty for `rows` rows.
+pub fn fit_ridge_holdout(x: &[Vec<f64>], y: &[f64], block: Option<usize>) -> Result<Ridge> {
+    let held = |i: usize| i % 4 == 3;
+    let split = |keep: bool| -> (Vec<Vec<f64>>, Vec<f64>) { (0..x.len()).filter(|&i| held(i) != keep).map(|i| (x[i].clone(), y[i])).unzip() };
+    let ((xf, yf), (xh, yh)) = (split(true), split(false));
+    let chosen = fit_ridge(&xf, &yf, &xh, &yh, block)?;
+    // The penalty was chosen for the fit's rows; it grows with the rows it is applied to.
+    let lambda = chosen.lambda * x.len() as f64 / xf.len().max(1) as f64;
+    Ok(ridge_with(x, y, lambda, &chosen.penalty).unwrap_or(chosen))
+}
+
+/// Fits the ablation on `train` and reports on `test`, with each valid test row's prediction
+/// (row index, value). The ridge strength is chosen on `valid`,
+/// or, when `valid` is empty, exactly as a function tag's ridge start chooses it
+/// ([`fit_ridge_holdout`]: the same head fitting, for a fair comparison).
 pub fn no_tag_probe(
     model: &Model,
     template: &Template,
@@ -134,24 +154,33 @@ pub fn no_tag_probe(
     train: &[Example],
     valid: &[Example],
     test: &[Example],
-) -> Result<ProbeReport> {
+) -> Result<(ProbeReport, Vec<(usize, f64)>)> {
     let batch = 16;
-    let (xt, yt) = features(model, template, kinds, readout, train, batch)?;
-    let (xv, yv) = features(model, template, kinds, readout, valid, batch)?;
-    let (xs, ys) = features(model, template, kinds, readout, test, batch)?;
+    let (xt, yt, _) = features(model, template, kinds, readout, train, batch)?;
+    let (xs, ys, kept) = features(model, template, kinds, readout, test, batch)?;
     if xt.is_empty() {
         return Err(Error::Usage("no valid training example for the probe".into()));
     }
-    let fit = fit_ridge(&xt, &yt, &xv, &yv, Some(model.llama.config.hidden))?;
-    Ok(ProbeReport { test: regression_metrics(&fit.predict(&xs), &ys), lambda: fit.lambda, train_examples: xt.len() })
+    let block = Some(model.llama.config.hidden);
+    let fit = if valid.is_empty() {
+        fit_ridge_holdout(&xt, &yt, block)?
+    } else {
+        let (xv, yv, _) = features(model, template, kinds, readout, valid, batch)?;
+        fit_ridge(&xt, &yt, &xv, &yv, block)?
+    };
+    let pred = fit.predict(&xs);
+    let report = ProbeReport { test: regression_metrics(&pred, &ys), lambda: fit.lambda, train_examples: xt.len() };
+    Ok((report, kept.into_iter().zip(pred).collect()))
 }
 
-/// A linear read-out `y = mean_y + (x − mean_x) · w`.
+/// A linear read-out `y = mean_y + (x − mean_x) · w`, fitted with the per-feature penalty
+/// `lambda × penalty[i]` (`penalty`: the multiplier of each feature's input block).
 pub struct Ridge {
     pub mean_x: Vec<f64>,
     pub mean_y: f64,
     pub w: Vec<f64>,
     pub lambda: f64,
+    pub penalty: Vec<f64>,
 }
 
 impl Ridge {
@@ -165,6 +194,62 @@ impl Ridge {
         let shift: f64 = self.mean_x.iter().zip(&self.w).map(|(m, w)| m * w).sum();
         (self.w.clone(), self.mean_y - shift)
     }
+    /// Each feature's penalty, `lambda × penalty[i]`.
+    pub fn penalties(&self) -> Vec<f64> {
+        self.penalty.iter().map(|m| m * self.lambda).collect()
+    }
+}
+
+/// The centred normal equations of rows `x` with targets `y`: means, `XᵀX` (full), `Xᵀy`.
+struct Normal {
+    mean_x: Vec<f64>,
+    mean_y: f64,
+    gram: Vec<f64>,
+    xty: Vec<f64>,
+}
+
+impl Normal {
+    fn of(x: &[Vec<f64>], y: &[f64]) -> Self {
+        let d = x[0].len();
+        let n = x.len() as f64;
+        let mean_x: Vec<f64> = (0..d).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n).collect();
+        let mean_y = y.iter().sum::<f64>() / n;
+        let mut gram = vec![0.0; d * d];
+        let mut xty = vec![0.0; d];
+        for (r, t) in x.iter().zip(y) {
+            let c: Vec<f64> = r.iter().zip(&mean_x).map(|(a, m)| a - m).collect();
+            for i in 0..d {
+                xty[i] += c[i] * (t - mean_y);
+                for j in 0..=i {
+                    gram[i * d + j] += c[i] * c[j];
+                }
+            }
+        }
+        for i in 0..d {
+            for j in 0..i {
+                gram[j * d + i] = gram[i * d + j];
+            }
+        }
+        Self { mean_x, mean_y, gram, xty }
+    }
+
+    fn solve(&self, lambda: f64, penalty: &[f64]) -> Option<Ridge> {
+        let d = self.xty.len();
+        let mut a = self.gram.clone();
+        for i in 0..d {
+            a[i * d + i] += lambda * penalty[i];
+        }
+        let w = solve_spd(&a, &self.xty, d)?;
+        Some(Ridge { mean_x: self.mean_x.clone(), mean_y: self.mean_y, w, lambda, penalty: penalty.to_vec() })
+    }
+}
+
+/// Ridge with a given penalty on every row of `x`.
+fn ridge_with(x: &[Vec<f64>], y: &[f64], lambda: f64, penalty: &[f64]) -> Option<Ridge> {
+    if x.is_empty() {
+        return None;
+    }
+    Normal::of(x, y).solve(lambda, penalty)
 }
 
 /// Ridge regression in closed form; the strength is chosen on `(xv, yv)` from a grid scaled to
@@ -175,26 +260,8 @@ pub fn fit_ridge(xt: &[Vec<f64>], yt: &[f64], xv: &[Vec<f64>], yv: &[f64], block
         return Err(Error::Usage("no rows to fit".into()));
     }
     let d = xt[0].len();
-    let n = xt.len() as f64;
-    let mean_x: Vec<f64> = (0..d).map(|j| xt.iter().map(|r| r[j]).sum::<f64>() / n).collect();
-    let mean_y = yt.iter().sum::<f64>() / n;
-    let mut gram = vec![0.0; d * d];
-    let mut xty = vec![0.0; d];
-    for (r, y) in xt.iter().zip(yt) {
-        let c: Vec<f64> = r.iter().zip(&mean_x).map(|(a, m)| a - m).collect();
-        for i in 0..d {
-            xty[i] += c[i] * (y - mean_y);
-            for j in 0..=i {
-                gram[i * d + j] += c[i] * c[j];
-            }
-        }
-    }
-    for i in 0..d {
-        for j in 0..i {
-            gram[j * d + i] = gram[i * d + j];
-        }
-    }
-    let scale = (0..d).map(|i| gram[i * d + i]).sum::<f64>() / d as f64;
+    let normal = Normal::of(xt, yt);
+    let scale = (0..d).map(|i| normal.gram[i * d + i]).sum::<f64>() / d as f64;
     let (xv, yv) = if xv.is_empty() { (xt, yt) } else { (xv, yv) };
     // Penalty multipliers per block of `block` features: the last state, then each input's mean
     // state. With two inputs, the features that carry an input seen only a hundred times
@@ -217,14 +284,10 @@ pub fn fit_ridge(xt: &[Vec<f64>], yt: &[f64], xv: &[Vec<f64>], yv: &[f64], block
     combos.retain(|c| c.contains(&1.0));
     let mut best: Option<(f64, Ridge)> = None;
     for mults in &combos {
+        let penalty: Vec<f64> = (0..d).map(|i| mults[i / width]).collect();
         for exp in -4..=3 {
             let lambda = scale.max(1e-12) * 10f64.powi(exp);
-            let mut a = gram.clone();
-            for i in 0..d {
-                a[i * d + i] += lambda * mults[i / width];
-            }
-            let Some(w) = solve_spd(&a, &xty, d) else { continue };
-            let fit = Ridge { mean_x: mean_x.clone(), mean_y, w, lambda };
+            let Some(fit) = normal.solve(lambda, &penalty) else { continue };
             let mse = regression_metrics(&fit.predict(xv), yv).mse;
             if best.as_ref().is_none_or(|b| mse < b.0) {
                 best = Some((mse, fit));

@@ -80,6 +80,13 @@ fn is_separator(line: &str) -> bool {
 }
 
 /// Renders `md` to HTML.
+/// The alt text of a line that is one image, `![alt](file)`.
+fn image_alt(t: &str) -> Option<&str> {
+    let rest = t.strip_prefix("![")?;
+    let (alt, tail) = rest.split_once("](")?;
+    tail.ends_with(')').then_some(alt)
+}
+
 pub fn to_html(md: &str) -> String {
     let lines: Vec<&str> = md.lines().collect();
     let mut out = String::new();
@@ -120,6 +127,11 @@ pub fn to_html(md: &str) -> String {
                 i += 1;
             }
             out.push_str("</tbody></table>\n");
+        } else if let Some(alt) = image_alt(t) {
+            // A picture beside the card (its learning curve): named, not fetched.
+            flush(&mut para, &mut out);
+            out.push_str(&format!("<p><em>Picture: {} (a PNG beside the card in tags/)</em></p>\n", escape(alt)));
+            i += 1;
         } else if t.starts_with("- ") || t.starts_with("* ") {
             flush(&mut para, &mut out);
             out.push_str("<ul>");

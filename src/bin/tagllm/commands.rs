@@ -113,6 +113,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                         Some(n) => eprintln!("examples seen: {n}"),
                         None => eprintln!("examples seen: not recorded"),
                     }
+                    // The whole run's, where it went on past the kept step.
+                    if let Some(n) = prov.get("run_examples_seen").and_then(|v| v.as_u64()).filter(|&n| Some(n) != seen) {
+                        eprintln!("examples the whole run saw: {n} (the tag kept is its best step on validation)");
+                    }
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 }
             }
@@ -401,7 +405,7 @@ fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
                 tagllm::train::train_domain_tag(&model, name, kind, &lines, &options(flags, flags.steps), &out, reporter(flags.steps, "train"))?;
             eprintln!("wrote {} (loss {first:.4} → {last:.4}, {:.0}s)", out.display(), started.elapsed().as_secs_f64());
         }
-        TrainStage::Probe { template, train, valid, test, input_cols, target_col, max_train, max_valid, max_test, readout } => {
+        TrainStage::Probe { template, train, valid, test, predictions, input_cols, target_col, max_train, max_valid, max_test, readout } => {
             let template = tagllm::tags::Template::parse(template)?;
             let library = load_library(&cli.tags, &model, false)?;
             let kinds = template
@@ -421,9 +425,20 @@ fn train(cli: &Cli, stage: &TrainStage) -> Result<()> {
                 Ok(e)
             };
             let started = std::time::Instant::now();
-            let report = tagllm::train::probe::no_tag_probe(
-                &model, &template, &kinds, (*readout).into(), &load(train, Some(*max_train))?, &load(valid, Some(*max_valid))?, &load(test, *max_test)?,
-            )?;
+            let valid = match valid {
+                Some(v) => load(v, Some(*max_valid))?,
+                None => Vec::new(),
+            };
+            let (report, rows) =
+                tagllm::train::probe::no_tag_probe(&model, &template, &kinds, (*readout).into(), &load(train, Some(*max_train))?, &valid, &load(test, *max_test)?)?;
+            if let Some(path) = predictions {
+                // Test examples keep their file order: the k-th is the k-th data line.
+                let mut text = String::from("line,prediction\n");
+                for (k, v) in rows {
+                    text.push_str(&format!("{},{v}\n", k + 2));
+                }
+                std::fs::write(path, text)?;
+            }
             let mut v = serde_json::to_value(&report)?;
             v["wall_s"] = json!(started.elapsed().as_secs_f64());
             println!("{}", serde_json::to_string_pretty(&v)?);

@@ -272,10 +272,16 @@ pub enum TrainStage {
         template: String,
         #[arg(long)]
         train: PathBuf,
+        /// Rows that choose the ridge penalty; without it, every fourth training row does and
+        /// the head is refitted on all of them (exactly a function tag's ridge start).
         #[arg(long)]
-        valid: PathBuf,
+        valid: Option<PathBuf>,
         #[arg(long)]
         test: PathBuf,
+        /// Writes each test row's prediction as CSV `line,prediction` (line: the row's 1-based
+        /// line in the test file, the header being line 1, when every row has a target).
+        #[arg(long)]
+        predictions: Option<PathBuf>,
         #[arg(long, value_delimiter = ',')]
         input_cols: Vec<String>,
         #[arg(long, default_value = "target")]
